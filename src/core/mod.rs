@@ -1,0 +1,8 @@
+//! The pure core: no I/O, no clock, no randomness. The same input always gives the same output.
+
+pub mod model;
+pub mod parse;
+pub mod plan;
+pub mod render;
+pub mod rules;
+pub mod trace;

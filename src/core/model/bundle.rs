@@ -1,0 +1,1 @@
+//! Loading a snapshot bundle's `cluster.json` into a [`super::ClusterState`].

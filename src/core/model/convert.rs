@@ -1,0 +1,1 @@
+//! Conversion from k8s-openapi types to the model.

@@ -1,0 +1,348 @@
+//! Printing rules as text, in the two forms that matter.
+//!
+//! * [`Form::Restore`] is what kube-proxy hands to `iptables-restore`: host addresses without a prefix
+//!   length, probabilities with ten decimals, comments quoted only when they contain spaces, MARK targets
+//!   as `--or-mark`/`--xor-mark`, no printed defaults.
+//! * [`Form::Save`] is what `iptables-save` prints once the kernel holds the rule: `/32` and `/128`
+//!   suffixes, eleven-decimal probabilities, every comment quoted, `--set-xmark`, default
+//!   `--reject-with` and `recent` options spelled out, and `--nfacct-name` followed by two spaces.
+//!
+//! In both forms the generic options come first (`-s`, `-d`, `-i`, `-o`, `-p`), then the matches in their
+//! order, then the target — the order the kernel prints, so that restore text and saved text differ
+//! only in the details above.
+
+use std::fmt::Write as _;
+
+use ipnet::IpNet;
+
+use super::{IpFamily, Match, MarkOp, Neg, RecentAction, RecentMatch, Rule, Target};
+
+/// Which textual form to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// As written to `iptables-restore` by kube-proxy.
+    Restore,
+    /// As printed back by `iptables-save`.
+    Save,
+}
+
+/// Appends `-A <chain> <rule>` (without a newline) to `out`.
+pub fn write_append(out: &mut String, chain: &str, rule: &Rule, form: Form, family: IpFamily) {
+    out.push_str("-A ");
+    out.push_str(chain);
+    if !rule_is_empty(rule) {
+        out.push(' ');
+        write_rule_args(out, rule, form, family);
+    }
+}
+
+/// The rule's options as one line, without `-A <chain>`.
+pub fn rule_args(rule: &Rule, form: Form, family: IpFamily) -> String {
+    let mut out = String::with_capacity(128);
+    write_rule_args(&mut out, rule, form, family);
+    out
+}
+
+fn rule_is_empty(rule: &Rule) -> bool {
+    rule.source.is_none()
+        && rule.destination.is_none()
+        && rule.in_interface.is_none()
+        && rule.out_interface.is_none()
+        && rule.protocol.is_none()
+        && rule.matches.is_empty()
+        && rule.target.is_none()
+}
+
+/// Appends the rule's options to `out`, separated by single spaces.
+pub fn write_rule_args(out: &mut String, rule: &Rule, form: Form, family: IpFamily) {
+    let mut words = Words { out, first: true };
+    if let Some(src) = &rule.source {
+        words.neg(src.negated);
+        words.word("-s");
+        words.word(&address_text(&src.value, form));
+    }
+    if let Some(dst) = &rule.destination {
+        words.neg(dst.negated);
+        words.word("-d");
+        words.word(&address_text(&dst.value, form));
+    }
+    if let Some(iface) = &rule.in_interface {
+        words.neg(iface.negated);
+        words.word("-i");
+        words.word(&iface.value);
+    }
+    if let Some(iface) = &rule.out_interface {
+        words.neg(iface.negated);
+        words.word("-o");
+        words.word(&iface.value);
+    }
+    if let Some(proto) = &rule.protocol {
+        words.neg(proto.negated);
+        words.word("-p");
+        words.word(proto.value.as_str());
+    }
+    for m in &rule.matches {
+        write_match(&mut words, m, form, family);
+    }
+    if let Some(target) = &rule.target {
+        write_target(&mut words, target, form, family);
+    }
+}
+
+/// A host address prints bare in restore form and with its prefix length in save form.
+fn address_text(net: &IpNet, form: Form) -> String {
+    if form == Form::Restore && net.prefix_len() == net.max_prefix_len() {
+        net.addr().to_string()
+    } else {
+        net.to_string()
+    }
+}
+
+struct Words<'a> {
+    out: &'a mut String,
+    first: bool,
+}
+
+impl Words<'_> {
+    fn word(&mut self, w: &str) {
+        if !self.first {
+            self.out.push(' ');
+        }
+        self.first = false;
+        self.out.push_str(w);
+    }
+
+    fn neg(&mut self, negated: bool) {
+        if negated {
+            self.word("!");
+        }
+    }
+
+    /// A free-text argument: quoted when it has to be (restore form) or always (save form comments).
+    fn text(&mut self, text: &str, always_quote: bool) {
+        let needs_quotes = always_quote
+            || text.is_empty()
+            || text.chars().any(|c| c.is_whitespace() || c == '"' || c == '\'' || c == '\\');
+        if needs_quotes {
+            let mut quoted = String::with_capacity(text.len() + 2);
+            quoted.push('"');
+            for c in text.chars() {
+                if c == '"' || c == '\\' {
+                    quoted.push('\\');
+                }
+                quoted.push(c);
+            }
+            quoted.push('"');
+            self.word(&quoted);
+        } else {
+            self.word(text);
+        }
+    }
+}
+
+fn write_match(words: &mut Words<'_>, m: &Match, form: Form, family: IpFamily) {
+    match m {
+        Match::Comment { text } => {
+            words.word("-m");
+            words.word("comment");
+            words.word("--comment");
+            words.text(text, form == Form::Save);
+        }
+        Match::Proto { protocol, sport, dport } => {
+            words.word("-m");
+            words.word(protocol.as_str());
+            write_port(words, "--sport", sport.as_ref());
+            write_port(words, "--dport", dport.as_ref());
+        }
+        Match::Statistic { probability } => {
+            words.word("-m");
+            words.word("statistic");
+            words.word("--mode");
+            words.word("random");
+            words.word("--probability");
+            words.word(&match form {
+                Form::Restore => probability.restore_text(),
+                Form::Save => probability.save_text(),
+            });
+        }
+        Match::Recent(recent) => write_recent(words, recent, form, family),
+        Match::Conntrack { negated, states } => {
+            words.word("-m");
+            words.word("conntrack");
+            words.neg(*negated);
+            words.word("--ctstate");
+            words.word(&states.join(","));
+        }
+        Match::AddrType { src_type, dst_type } => {
+            words.word("-m");
+            words.word("addrtype");
+            for (flag, value) in [("--src-type", src_type), ("--dst-type", dst_type)] {
+                if let Some(v) = value {
+                    words.neg(v.negated);
+                    words.word(flag);
+                    words.word(&v.value);
+                }
+            }
+        }
+        Match::Mark { negated, value, mask } => {
+            words.word("-m");
+            words.word("mark");
+            words.neg(*negated);
+            words.word("--mark");
+            words.word(&match mask {
+                Some(mask) => format!("{value:#x}/{mask:#x}"),
+                None => format!("{value:#x}"),
+            });
+        }
+        Match::Nfacct { name } => {
+            words.word("-m");
+            words.word("nfacct");
+            words.word("--nfacct-name");
+            if form == Form::Save {
+                // iptables-save prints this option with a trailing space of its own.
+                words.out.push(' ');
+            }
+            words.word(name);
+        }
+        Match::Other { name, args } => {
+            words.word("-m");
+            words.word(name);
+            for arg in args {
+                words.text(arg, false);
+            }
+        }
+    }
+}
+
+fn write_port(words: &mut Words<'_>, flag: &str, port: Option<&Neg<super::PortSpec>>) {
+    if let Some(port) = port {
+        words.neg(port.negated);
+        words.word(flag);
+        words.word(&port.value.to_string());
+    }
+}
+
+fn write_recent(words: &mut Words<'_>, recent: &RecentMatch, form: Form, family: IpFamily) {
+    let action = match recent.action {
+        RecentAction::Set => "--set",
+        RecentAction::Rcheck => "--rcheck",
+        RecentAction::Update => "--update",
+        RecentAction::Remove => "--remove",
+    };
+    words.word("-m");
+    words.word("recent");
+    match form {
+        Form::Restore => {
+            words.word("--name");
+            words.word(&recent.name);
+            words.word(action);
+            write_recent_timing(words, recent);
+            if let Some(mask) = &recent.mask {
+                words.word("--mask");
+                words.word(mask);
+            }
+            match recent.rsource {
+                Some(true) => words.word("--rsource"),
+                Some(false) => words.word("--rdest"),
+                None => {}
+            }
+        }
+        Form::Save => {
+            words.word(action);
+            write_recent_timing(words, recent);
+            words.word("--name");
+            words.word(&recent.name);
+            words.word("--mask");
+            let default_mask = match family {
+                IpFamily::V4 => "255.255.255.255",
+                IpFamily::V6 => "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            };
+            words.word(recent.mask.as_deref().unwrap_or(default_mask));
+            words.word(if recent.rsource == Some(false) { "--rdest" } else { "--rsource" });
+        }
+    }
+}
+
+fn write_recent_timing(words: &mut Words<'_>, recent: &RecentMatch) {
+    if let Some(seconds) = recent.seconds {
+        words.word("--seconds");
+        words.word(&seconds.to_string());
+    }
+    if recent.reap {
+        words.word("--reap");
+    }
+}
+
+fn write_target(words: &mut Words<'_>, target: &Target, form: Form, family: IpFamily) {
+    words.word("-j");
+    match target {
+        Target::Jump { chain } => words.word(chain),
+        Target::Accept => words.word("ACCEPT"),
+        Target::Drop => words.word("DROP"),
+        Target::Return => words.word("RETURN"),
+        Target::Reject { with } => {
+            words.word("REJECT");
+            let default = match family {
+                IpFamily::V4 => "icmp-port-unreachable",
+                IpFamily::V6 => "icmp6-port-unreachable",
+            };
+            let with = match (with, form) {
+                (Some(w), _) => Some(w.as_str()),
+                (None, Form::Save) => Some(default),
+                (None, Form::Restore) => None,
+            };
+            if let Some(w) = with {
+                words.word("--reject-with");
+                words.word(w);
+            }
+        }
+        Target::Dnat { to } => {
+            words.word("DNAT");
+            words.word("--to-destination");
+            words.word(to);
+        }
+        Target::Masquerade { random_fully } => {
+            words.word("MASQUERADE");
+            if *random_fully {
+                words.word("--random-fully");
+            }
+        }
+        Target::Mark(op) => {
+            words.word("MARK");
+            match (form, op) {
+                (Form::Restore, MarkOp::Or(bits)) => {
+                    words.word("--or-mark");
+                    words.word(&format!("{bits:#x}"));
+                }
+                (Form::Restore, MarkOp::Xor(bits)) => {
+                    words.word("--xor-mark");
+                    words.word(&format!("{bits:#x}"));
+                }
+                _ => {
+                    let (value, mask) = op.as_set_xmark();
+                    words.word("--set-xmark");
+                    words.word(&format!("{value:#x}/{mask:#x}"));
+                }
+            }
+        }
+        Target::Other { name, args } => {
+            words.word(name);
+            for arg in args {
+                words.text(arg, false);
+            }
+        }
+    }
+}
+
+/// Writes `text` to `out` followed by a newline; a convenience for renderers.
+pub fn push_line(out: &mut String, text: &str) {
+    out.push_str(text);
+    out.push('\n');
+}
+
+/// Formats a chain declaration line: `:NAME - [0:0]` for user chains, `:NAME POLICY [0:0]` for built-ins.
+pub fn chain_declaration(name: &str, policy: Option<&str>) -> String {
+    let mut s = String::with_capacity(name.len() + 12);
+    let _ = write!(s, ":{name} {} [0:0]", policy.unwrap_or("-"));
+    s
+}

@@ -1,0 +1,7 @@
+//! kubectl-svcproxy: a kube-proxy compatible iptables service proxy and the diagnostics that trace a
+//! Service to its pods on any node.
+//!
+//! [`core`] is pure (model, rules, plan, render, parse, trace); the adapters around it do the I/O.
+#![deny(missing_docs)]
+
+pub mod core;
