@@ -1,1 +1,213 @@
-//! core::plan
+//! ClusterState + NodeContext → RuleSet: the rules kube-proxy's iptables mode would program on a node
+//! (spec §1–§3), one [`RuleSet`] per IP family.
+//!
+//! Rules are grouped the way a sync needs them: the fixed chains' own rules, and per service port the rules
+//! it adds to the entry chains plus its own chains. Full and partial rendering, the proxy's change tracking
+//! and the diagnostics' expected view all work from this grouping.
+
+mod build;
+pub mod endpoints;
+mod fixed;
+mod service;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::core::model::{ClusterState, NamespacedName, NodeContext, ServicePortName};
+use crate::core::rules::names::{KUBE_SERVICES, SERVICE_CHAIN_PREFIXES};
+use crate::core::rules::{Chain, IpFamily, Rule, Table};
+
+pub use endpoints::{Categorized, EndpointInfo};
+pub use fixed::{JumpRule, jump_rules};
+
+/// A rule a service port adds to one of the shared entry chains (`KUBE-SERVICES`, `KUBE-NODEPORTS`,
+/// `KUBE-EXTERNAL-SERVICES`, `KUBE-PROXY-FIREWALL`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct EntryRule {
+    /// `filter` or `nat`.
+    pub table: Table,
+    /// The entry chain.
+    pub chain: &'static str,
+    /// The rule.
+    pub rule: Rule,
+}
+
+/// Everything one service port contributes to a node's rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ServiceRules {
+    /// Rules in the shared entry chains, in kube-proxy's order.
+    pub entries: Vec<EntryRule>,
+    /// The port's own nat chains: `KUBE-SVC-`, `KUBE-SVL-`, `KUBE-EXT-`, `KUBE-FW-` and its `KUBE-SEP-`
+    /// chains, in that order.
+    pub chains: Vec<Chain>,
+    /// Endpoints known for the port (any condition), for the large-cluster count.
+    pub endpoint_count: usize,
+    /// iTP=Local and no local endpoint while others exist: cluster-IP traffic is dropped here.
+    pub no_local_internal: bool,
+    /// eTP=Local and no local endpoint while others exist: external traffic is dropped here.
+    pub no_local_external: bool,
+}
+
+/// The complete set of rules for one node and one IP family.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleSet {
+    /// The family (`iptables` or `ip6tables`).
+    pub family: IpFamily,
+    /// More than the large-cluster threshold of endpoints: per-endpoint comments are left out.
+    pub large_cluster: bool,
+    /// The fixed filter chains with their static rules, in declaration order. Service entry rules are
+    /// appended to them when rendering.
+    pub filter_chains: Vec<Chain>,
+    /// The fixed nat chains with their static rules, in declaration order.
+    pub nat_chains: Vec<Chain>,
+    /// The rule(s) that must stay last in nat `KUBE-SERVICES` (the jump to `KUBE-NODEPORTS`).
+    pub services_tail: Vec<Rule>,
+    /// Per service port, in name order.
+    pub services: BTreeMap<ServicePortName, ServiceRules>,
+}
+
+impl RuleSet {
+    /// The rules of entry chain `chain` in `table`: its static rules, then every service's entries in
+    /// service order, then (nat `KUBE-SERVICES` only) the tail rule.
+    pub fn entry_chain_rules(&self, table: Table, chain: &str) -> Vec<&Rule> {
+        let fixed = match table {
+            Table::Filter => &self.filter_chains,
+            Table::Nat => &self.nat_chains,
+            _ => return Vec::new(),
+        };
+        let mut rules: Vec<&Rule> = fixed
+            .iter()
+            .filter(|c| c.name == chain)
+            .flat_map(|c| c.rules.iter())
+            .collect();
+        for service in self.services.values() {
+            rules.extend(
+                service
+                    .entries
+                    .iter()
+                    .filter(|e| e.table == table && e.chain == chain)
+                    .map(|e| &e.rule),
+            );
+        }
+        if table == Table::Nat && chain == KUBE_SERVICES {
+            rules.extend(self.services_tail.iter());
+        }
+        rules
+    }
+
+    /// Every per-service nat chain name in this ruleset.
+    pub fn service_chain_names(&self) -> impl Iterator<Item = &str> {
+        self.services
+            .values()
+            .flat_map(|s| s.chains.iter().map(|c| c.name.as_str()))
+    }
+
+    /// Names of per-service nat chains in `existing` (for example from the node's `iptables-save`) that
+    /// this ruleset does not have: the stale chains a sync deletes.
+    pub fn stale_chains<'a>(&self, existing: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let active: std::collections::HashSet<&str> = self.service_chain_names().collect();
+        let mut stale: Vec<String> = existing
+            .into_iter()
+            .filter(|name| SERVICE_CHAIN_PREFIXES.iter().any(|p| name.starts_with(p)))
+            .filter(|name| !active.contains(name))
+            .map(str::to_string)
+            .collect();
+        stale.sort();
+        stale.dedup();
+        stale
+    }
+
+    /// Replaces every port of `service` with `ports` (an empty list removes the Service).
+    pub fn replace_service(
+        &mut self,
+        service: &NamespacedName,
+        ports: Vec<(ServicePortName, ServiceRules)>,
+    ) {
+        self.services.retain(|name, _| &name.service != service);
+        self.services.extend(ports);
+    }
+
+    /// Number of rules in the rendered ruleset, per table (filter, nat).
+    pub fn rule_counts(&self) -> (usize, usize) {
+        let filter = self
+            .filter_chains
+            .iter()
+            .map(|c| c.rules.len())
+            .sum::<usize>()
+            + self
+                .services
+                .values()
+                .flat_map(|s| &s.entries)
+                .filter(|e| e.table == Table::Filter)
+                .count();
+        let nat = self.nat_chains.iter().map(|c| c.rules.len()).sum::<usize>()
+            + self.services_tail.len()
+            + self
+                .services
+                .values()
+                .map(|s| {
+                    s.entries.iter().filter(|e| e.table == Table::Nat).count()
+                        + s.chains.iter().map(|c| c.rules.len()).sum::<usize>()
+                })
+                .sum::<usize>();
+        (filter, nat)
+    }
+}
+
+/// Total endpoints over all proxied service ports of `family`: above the threshold kube-proxy switches to
+/// large-cluster mode.
+pub fn count_endpoints(state: &ClusterState, ctx: &NodeContext, family: IpFamily) -> usize {
+    state
+        .services
+        .values()
+        .filter(|svc| svc.is_proxied() && svc.cluster_ip(family).is_some())
+        .flat_map(|svc| {
+            svc.ports.iter().map(move |port| {
+                endpoints::endpoints_for_port(state, svc, port, family, &ctx.node_name).len()
+            })
+        })
+        .sum()
+}
+
+/// Plans the whole ruleset of one node for one family.
+pub fn plan(state: &ClusterState, ctx: &NodeContext, family: IpFamily) -> RuleSet {
+    let mut services = BTreeMap::new();
+    let mut total_endpoints = 0usize;
+    // Plan every port once with comments, then drop them if the total says large-cluster mode.
+    for svc in state.services.values() {
+        for (name, rules) in service::plan_service(state, ctx, family, false, svc) {
+            total_endpoints += rules.endpoint_count;
+            services.insert(name, rules);
+        }
+    }
+    let large_cluster = total_endpoints > ctx.large_cluster_threshold;
+    if large_cluster {
+        for rules in services.values_mut() {
+            service::strip_endpoint_comments(rules);
+        }
+    }
+    RuleSet {
+        family,
+        large_cluster,
+        filter_chains: fixed::filter_chains(ctx, family),
+        nat_chains: fixed::nat_chains(ctx),
+        services_tail: fixed::services_tail(ctx, family),
+        services,
+    }
+}
+
+/// Plans the ports of one Service (for partial syncs). `large_cluster` must be the mode of the whole
+/// ruleset; a Service that is gone or not proxied yields no ports.
+pub fn plan_service(
+    state: &ClusterState,
+    ctx: &NodeContext,
+    family: IpFamily,
+    large_cluster: bool,
+    service: &NamespacedName,
+) -> Vec<(ServicePortName, ServiceRules)> {
+    match state.services.get(service) {
+        Some(svc) => service::plan_service(state, ctx, family, large_cluster, svc),
+        None => Vec::new(),
+    }
+}

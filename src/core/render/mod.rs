@@ -1,1 +1,204 @@
-//! core::render
+//! RuleSet → `iptables-restore` text, as kube-proxy writes it (restore form, see
+//! [`crate::core::rules::format`]).
+//!
+//! Three shapes, all for `iptables-restore --noflush`:
+//! * [`render_full`]: one payload with both tables, every owned chain declared and rewritten.
+//! * [`render_transactions`]: the same rules cut into bounded transactions that each hold whole
+//!   Services' own chains, followed by one final transaction that switches the entry chains and deletes
+//!   stale chains. `iptables-restore`'s cost grows much faster than linearly with a transaction's size,
+//!   so this keeps first syncs of large clusters fast while every Service stays consistent.
+//! * [`render_partial`]: only what changed between two rulesets for some Services: their own chains,
+//!   rule-level `-D`/`-I` edits of the entry chains, and `-X` for chains that went away.
+
+mod node_dump;
+mod partial;
+
+use std::collections::BTreeMap;
+
+use crate::core::model::NamespacedName;
+use crate::core::plan::{RuleSet, ServiceRules};
+use crate::core::rules::format::{Form, chain_declaration, write_append};
+use crate::core::rules::names::{
+    KUBE_EXTERNAL_SERVICES, KUBE_NODEPORTS, KUBE_PROXY_FIREWALL, KUBE_SERVICES,
+};
+use crate::core::rules::{IpFamily, Rule, Table};
+
+pub use node_dump::render_node_dump;
+pub use partial::{PartialRenderError, render_partial};
+
+/// One whole `iptables-restore --noflush` payload: `*filter` then `*nat`.
+pub fn render_full(rules: &RuleSet) -> String {
+    render_full_with_stale(rules, &[])
+}
+
+/// [`render_full`], also deleting the `stale` per-service chains (see [`RuleSet::stale_chains`]).
+pub fn render_full_with_stale(rules: &RuleSet, stale: &[String]) -> String {
+    let mut out = String::with_capacity(estimate_size(rules));
+    write_entry_tables(&mut out, rules, true, stale);
+    out
+}
+
+/// The full ruleset as bounded transactions: per-service chains in groups of whole Services of at most
+/// about `max_rules` rules each (a Service larger than that gets a transaction of its own), then one
+/// final transaction with the entry chains and stale-chain deletion. Applied in order, every
+/// intermediate state is consistent: new chains are unreferenced until the final switch.
+pub fn render_transactions(rules: &RuleSet, stale: &[String], max_rules: usize) -> Vec<String> {
+    let mut transactions = Vec::new();
+    let mut group: Vec<&ServiceRules> = Vec::new();
+    let mut group_rules = 0usize;
+    let mut current_service: Option<&NamespacedName> = None;
+    for (name, service) in &rules.services {
+        let size: usize = service.chains.iter().map(|c| c.rules.len()).sum();
+        let same_service = current_service == Some(&name.service);
+        if !same_service && group_rules > 0 && group_rules + size > max_rules {
+            transactions.push(render_service_chains(&group, rules.family));
+            group.clear();
+            group_rules = 0;
+        }
+        current_service = Some(&name.service);
+        if size > 0 {
+            group.push(service);
+            group_rules += size;
+        }
+    }
+    if !group.is_empty() {
+        transactions.push(render_service_chains(&group, rules.family));
+    }
+    let mut last = String::new();
+    write_entry_tables(&mut last, rules, false, stale);
+    transactions.push(last);
+    transactions
+}
+
+/// A nat transaction that declares and fills the own chains of some services.
+fn render_service_chains(services: &[&ServiceRules], family: IpFamily) -> String {
+    let mut out = String::new();
+    out.push_str("*nat\n");
+    for chain in services.iter().flat_map(|s| &s.chains) {
+        out.push_str(&chain_declaration(&chain.name, None));
+        out.push('\n');
+    }
+    for chain in services.iter().flat_map(|s| &s.chains) {
+        write_chain_rules(&mut out, &chain.name, chain.rules.iter(), family);
+    }
+    out.push_str("COMMIT\n");
+    out
+}
+
+/// Writes `*filter` and `*nat`: the fixed chains, optionally every service's own chains, and the
+/// deletion of `stale` chains.
+fn write_entry_tables(
+    out: &mut String,
+    rules: &RuleSet,
+    with_service_chains: bool,
+    stale: &[String],
+) {
+    let family = rules.family;
+
+    out.push_str("*filter\n");
+    for chain in &rules.filter_chains {
+        push_line(out, &chain_declaration(&chain.name, None));
+    }
+    for chain in &rules.filter_chains {
+        write_chain_rules(
+            out,
+            &chain.name,
+            rules.entry_chain_rules(Table::Filter, &chain.name),
+            family,
+        );
+    }
+    out.push_str("COMMIT\n");
+
+    out.push_str("*nat\n");
+    for chain in &rules.nat_chains {
+        push_line(out, &chain_declaration(&chain.name, None));
+    }
+    let service_chains = || rules.services.values().flat_map(|s| s.chains.iter());
+    if with_service_chains {
+        for chain in service_chains() {
+            push_line(out, &chain_declaration(&chain.name, None));
+        }
+    }
+    for name in stale {
+        push_line(out, &chain_declaration(name, None));
+    }
+    for chain in &rules.nat_chains {
+        write_chain_rules(
+            out,
+            &chain.name,
+            rules.entry_chain_rules(Table::Nat, &chain.name),
+            family,
+        );
+    }
+    if with_service_chains {
+        for chain in service_chains() {
+            write_chain_rules(out, &chain.name, chain.rules.iter(), family);
+        }
+    }
+    for name in stale {
+        out.push_str("-X ");
+        out.push_str(name);
+        out.push('\n');
+    }
+    out.push_str("COMMIT\n");
+}
+
+fn write_chain_rules<'a>(
+    out: &mut String,
+    chain: &str,
+    rules: impl IntoIterator<Item = &'a Rule>,
+    family: IpFamily,
+) {
+    for rule in rules {
+        write_append(out, chain, rule, Form::Restore, family);
+        out.push('\n');
+    }
+}
+
+fn push_line(out: &mut String, line: &str) {
+    out.push_str(line);
+    out.push('\n');
+}
+
+/// A rough payload size, to allocate once.
+fn estimate_size(rules: &RuleSet) -> usize {
+    let (filter, nat) = rules.rule_counts();
+    (filter + nat) * 120 + 4096
+}
+
+/// The rendered chains of a ruleset as the kernel would list them: every owned chain of `table` with its
+/// rules in order (entry chains assembled). Used by the diagnostics and tests to compare with a dump.
+pub fn owned_chains(rules: &RuleSet, table: Table) -> BTreeMap<String, Vec<Rule>> {
+    let mut chains = BTreeMap::new();
+    let fixed = match table {
+        Table::Filter => &rules.filter_chains,
+        Table::Nat => &rules.nat_chains,
+        _ => return chains,
+    };
+    for chain in fixed {
+        chains.insert(
+            chain.name.clone(),
+            rules
+                .entry_chain_rules(table, &chain.name)
+                .into_iter()
+                .cloned()
+                .collect(),
+        );
+    }
+    if table == Table::Nat {
+        for chain in rules.services.values().flat_map(|s| &s.chains) {
+            chains.insert(chain.name.clone(), chain.rules.clone());
+        }
+    }
+    chains
+}
+
+/// The entry chains a partial sync edits rule by rule, per table.
+pub(crate) const ENTRY_CHAINS: [(Table, &str); 6] = [
+    (Table::Filter, KUBE_SERVICES),
+    (Table::Filter, KUBE_EXTERNAL_SERVICES),
+    (Table::Filter, KUBE_NODEPORTS),
+    (Table::Filter, KUBE_PROXY_FIREWALL),
+    (Table::Nat, KUBE_SERVICES),
+    (Table::Nat, KUBE_NODEPORTS),
+];

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 
 use ipnet::IpNet;
 
-use super::{IpFamily, Match, MarkOp, Neg, RecentAction, RecentMatch, Rule, Target};
+use super::{IpFamily, MarkOp, Match, Neg, RecentAction, RecentMatch, Rule, Target};
 
 /// Which textual form to print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +55,24 @@ fn rule_is_empty(rule: &Rule) -> bool {
 
 /// Appends the rule's options to `out`, separated by single spaces.
 pub fn write_rule_args(out: &mut String, rule: &Rule, form: Form, family: IpFamily) {
-    let mut words = Words { out, first: true };
+    let mut words = Words {
+        sink: Sink::Text { out, first: true },
+    };
+    write_words(&mut words, rule, form, family);
+}
+
+/// The rule's options as separate arguments, unquoted, for running `iptables` directly
+/// (restore-form values: the kernel normalizes them either way).
+pub fn rule_argv(rule: &Rule, family: IpFamily) -> Vec<String> {
+    let mut args = Vec::with_capacity(16);
+    let mut words = Words {
+        sink: Sink::Argv(&mut args),
+    };
+    write_words(&mut words, rule, Form::Restore, family);
+    args
+}
+
+fn write_words(words: &mut Words<'_>, rule: &Rule, form: Form, family: IpFamily) {
     if let Some(src) = &rule.source {
         words.neg(src.negated);
         words.word("-s");
@@ -82,10 +99,10 @@ pub fn write_rule_args(out: &mut String, rule: &Rule, form: Form, family: IpFami
         words.word(proto.value.as_str());
     }
     for m in &rule.matches {
-        write_match(&mut words, m, form, family);
+        write_match(words, m, form, family);
     }
     if let Some(target) = &rule.target {
-        write_target(&mut words, target, form, family);
+        write_target(words, target, form, family);
     }
 }
 
@@ -98,18 +115,35 @@ fn address_text(net: &IpNet, form: Form) -> String {
     }
 }
 
+/// Where printed words go: one text line, or an argument vector for `iptables` itself.
+enum Sink<'a> {
+    Text { out: &'a mut String, first: bool },
+    Argv(&'a mut Vec<String>),
+}
+
 struct Words<'a> {
-    out: &'a mut String,
-    first: bool,
+    sink: Sink<'a>,
 }
 
 impl Words<'_> {
     fn word(&mut self, w: &str) {
-        if !self.first {
-            self.out.push(' ');
+        match &mut self.sink {
+            Sink::Text { out, first } => {
+                if !*first {
+                    out.push(' ');
+                }
+                *first = false;
+                out.push_str(w);
+            }
+            Sink::Argv(args) => args.push(w.to_string()),
         }
-        self.first = false;
-        self.out.push_str(w);
+    }
+
+    /// Extra spacing that only exists in text (iptables-save's double space after `--nfacct-name`).
+    fn text_space(&mut self) {
+        if let Sink::Text { out, .. } = &mut self.sink {
+            out.push(' ');
+        }
     }
 
     fn neg(&mut self, negated: bool) {
@@ -118,11 +152,18 @@ impl Words<'_> {
         }
     }
 
-    /// A free-text argument: quoted when it has to be (restore form) or always (save form comments).
+    /// A free-text argument: in text, quoted when it has to be (or always, for save-form comments);
+    /// in an argument vector, verbatim.
     fn text(&mut self, text: &str, always_quote: bool) {
+        if let Sink::Argv(args) = &mut self.sink {
+            args.push(text.to_string());
+            return;
+        }
         let needs_quotes = always_quote
             || text.is_empty()
-            || text.chars().any(|c| c.is_whitespace() || c == '"' || c == '\'' || c == '\\');
+            || text
+                .chars()
+                .any(|c| c.is_whitespace() || c == '"' || c == '\'' || c == '\\');
         if needs_quotes {
             let mut quoted = String::with_capacity(text.len() + 2);
             quoted.push('"');
@@ -148,7 +189,11 @@ fn write_match(words: &mut Words<'_>, m: &Match, form: Form, family: IpFamily) {
             words.word("--comment");
             words.text(text, form == Form::Save);
         }
-        Match::Proto { protocol, sport, dport } => {
+        Match::Proto {
+            protocol,
+            sport,
+            dport,
+        } => {
             words.word("-m");
             words.word(protocol.as_str());
             write_port(words, "--sport", sport.as_ref());
@@ -184,7 +229,11 @@ fn write_match(words: &mut Words<'_>, m: &Match, form: Form, family: IpFamily) {
                 }
             }
         }
-        Match::Mark { negated, value, mask } => {
+        Match::Mark {
+            negated,
+            value,
+            mask,
+        } => {
             words.word("-m");
             words.word("mark");
             words.neg(*negated);
@@ -200,7 +249,7 @@ fn write_match(words: &mut Words<'_>, m: &Match, form: Form, family: IpFamily) {
             words.word("--nfacct-name");
             if form == Form::Save {
                 // iptables-save prints this option with a trailing space of its own.
-                words.out.push(' ');
+                words.text_space();
             }
             words.word(name);
         }
@@ -258,7 +307,11 @@ fn write_recent(words: &mut Words<'_>, recent: &RecentMatch, form: Form, family:
                 IpFamily::V6 => "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
             };
             words.word(recent.mask.as_deref().unwrap_or(default_mask));
-            words.word(if recent.rsource == Some(false) { "--rdest" } else { "--rsource" });
+            words.word(if recent.rsource == Some(false) {
+                "--rdest"
+            } else {
+                "--rsource"
+            });
         }
     }
 }

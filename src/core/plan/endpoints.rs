@@ -1,0 +1,257 @@
+//! From EndpointSlices to the endpoints of one service port, and which of them a node uses
+//! (spec §3.2 and §3.3).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use crate::core::model::{ClusterState, HEADLESS_LABEL, NodeContext, Service, ServicePort};
+use crate::core::rules::IpFamily;
+
+/// One endpoint of one service port, merged across the Service's slices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointInfo {
+    /// The endpoint's address (`addresses[0]`).
+    pub ip: IpAddr,
+    /// The target port from the slice.
+    pub port: u16,
+    /// `ip:port`, or `[ip]:port` for IPv6: the DNAT destination and part of the chain hash.
+    pub address: String,
+    /// Ready condition.
+    pub ready: bool,
+    /// Serving condition.
+    pub serving: bool,
+    /// Terminating condition.
+    pub terminating: bool,
+    /// `nodeName` equals this node.
+    pub is_local: bool,
+    /// The node the endpoint runs on.
+    pub node_name: Option<String>,
+    /// Zone hints, if the endpoint has any.
+    pub zone_hints: Vec<String>,
+    /// Node hints, if the endpoint has any.
+    pub node_hints: Vec<String>,
+}
+
+/// Formats `ip:port` the way kube-proxy does (IPv6 in brackets).
+pub fn host_port(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("{v4}:{port}"),
+        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+    }
+}
+
+/// Parses an endpoint address leniently: surrounding spaces and IPv4 octets with leading zeros are
+/// accepted, as Kubernetes' sloppy parser does.
+pub fn parse_endpoint_ip(text: &str) -> Option<IpAddr> {
+    let text = text.trim();
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    let octets: Vec<&str> = text.split('.').collect();
+    if octets.len() != 4 {
+        return None;
+    }
+    let mut bytes = [0u8; 4];
+    for (slot, octet) in bytes.iter_mut().zip(&octets) {
+        if octet.is_empty() || octet.len() > 3 || !octet.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        *slot = octet.parse().ok()?;
+    }
+    Some(IpAddr::from(bytes))
+}
+
+/// The endpoints of `port` of `service` in `family`, merged across its slices, de-duplicated by
+/// `ip:port` and sorted by that string (the order of the load-balancing rules).
+pub fn endpoints_for_port(
+    state: &ClusterState,
+    service: &Service,
+    port: &ServicePort,
+    family: IpFamily,
+    node_name: &str,
+) -> Vec<EndpointInfo> {
+    let mut by_address: BTreeMap<String, EndpointInfo> = BTreeMap::new();
+    for slice in state.slices_for(&service.id) {
+        if slice.address_type.family() != Some(family) || slice.labels.contains_key(HEADLESS_LABEL)
+        {
+            continue;
+        }
+        let Some(target_port) = slice.ports.iter().find_map(|p| match (&p.name, p.port) {
+            (Some(name), Some(number))
+                if number != 0 && *name == port.name && p.protocol == port.protocol =>
+            {
+                Some(number)
+            }
+            _ => None,
+        }) else {
+            continue;
+        };
+        for endpoint in &slice.endpoints {
+            let Some(ip) = endpoint
+                .addresses
+                .first()
+                .and_then(|a| parse_endpoint_ip(a))
+            else {
+                continue;
+            };
+            if IpFamily::of(&ip) != family {
+                continue;
+            }
+            let info = EndpointInfo {
+                ip,
+                port: target_port,
+                address: host_port(ip, target_port),
+                ready: endpoint.is_ready(),
+                serving: endpoint.is_serving(),
+                terminating: endpoint.is_terminating(),
+                is_local: endpoint.node_name.as_deref() == Some(node_name),
+                node_name: endpoint.node_name.clone(),
+                zone_hints: endpoint.zone_hints.clone().unwrap_or_default(),
+                node_hints: endpoint.node_hints.clone().unwrap_or_default(),
+            };
+            match by_address.get(&info.address) {
+                // A terminating duplicate never replaces an entry we already have.
+                Some(_) if info.terminating => {}
+                _ => {
+                    by_address.insert(info.address.clone(), info);
+                }
+            }
+        }
+    }
+    by_address.into_values().collect()
+}
+
+/// The topology preference the ready endpoints' hints allow on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TopologyMode {
+    None,
+    PreferSameNode,
+    PreferSameZone,
+}
+
+fn topology_mode(endpoints: &[EndpointInfo], ctx: &NodeContext) -> TopologyMode {
+    let zone = ctx.zone().unwrap_or("");
+    let mut all_node_hinted = true;
+    let mut hinted_for_node = false;
+    let mut all_zone_hinted = true;
+    let mut hinted_for_zone = false;
+    for ep in endpoints.iter().filter(|ep| ep.ready) {
+        if ep.node_hints.is_empty() {
+            all_node_hinted = false;
+        } else if ep.node_hints.iter().any(|n| *n == ctx.node_name) {
+            hinted_for_node = true;
+        }
+        if ep.zone_hints.is_empty() {
+            all_zone_hinted = false;
+        } else if ep.zone_hints.iter().any(|z| z == zone) {
+            hinted_for_zone = true;
+        }
+    }
+    if ctx.prefer_same_node_gate && all_node_hinted && hinted_for_node {
+        TopologyMode::PreferSameNode
+    } else if all_zone_hinted && hinted_for_zone {
+        TopologyMode::PreferSameZone
+    } else {
+        TopologyMode::None
+    }
+}
+
+fn allowed_by_topology(ep: &EndpointInfo, mode: TopologyMode, ctx: &NodeContext) -> bool {
+    match mode {
+        TopologyMode::None => true,
+        TopologyMode::PreferSameNode => ep.node_hints.iter().any(|n| *n == ctx.node_name),
+        TopologyMode::PreferSameZone => {
+            let zone = ctx.zone().unwrap_or("");
+            ep.zone_hints.iter().any(|z| z == zone)
+        }
+    }
+}
+
+/// Which endpoints a node uses for one service port (spec §3.3).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Categorized {
+    /// Endpoints for Cluster-policy traffic (the `KUBE-SVC-` chain).
+    pub cluster: Vec<EndpointInfo>,
+    /// Endpoints for Local-policy traffic (the `KUBE-SVL-` chain).
+    pub local: Vec<EndpointInfo>,
+    /// Every endpoint this node can reach: the ones that get `KUBE-SEP-` chains.
+    pub reachable: Vec<EndpointInfo>,
+    /// Whether the service has any usable endpoint anywhere (else traffic is REJECTed).
+    pub has_any: bool,
+}
+
+/// Splits `endpoints` into the cluster and local lists, with kube-proxy's topology and
+/// terminating-endpoint fallbacks.
+pub fn categorize(
+    endpoints: &[EndpointInfo],
+    uses_cluster: bool,
+    uses_local: bool,
+    ctx: &NodeContext,
+) -> Categorized {
+    let mut out = Categorized::default();
+    let mut topology = TopologyMode::None;
+    let mut fell_back_to_terminating = false;
+
+    if uses_cluster {
+        topology = topology_mode(endpoints, ctx);
+        out.cluster = endpoints
+            .iter()
+            .filter(|ep| ep.ready && allowed_by_topology(ep, topology, ctx))
+            .cloned()
+            .collect();
+        if out.cluster.is_empty() {
+            out.cluster = endpoints
+                .iter()
+                .filter(|ep| ep.serving && ep.terminating)
+                .cloned()
+                .collect();
+            fell_back_to_terminating = !out.cluster.is_empty();
+        }
+        out.has_any = !out.cluster.is_empty();
+    }
+
+    if !uses_local {
+        out.reachable = out.cluster.clone();
+        return out;
+    }
+
+    let mut local_ready = false;
+    let mut local_serving_terminating = false;
+    for ep in endpoints {
+        if ep.ready {
+            out.has_any = true;
+            local_ready |= ep.is_local;
+        } else if ep.serving && ep.terminating {
+            out.has_any = true;
+            local_serving_terminating |= ep.is_local;
+        }
+    }
+    if local_ready {
+        out.local = endpoints
+            .iter()
+            .filter(|ep| ep.is_local && ep.ready)
+            .cloned()
+            .collect();
+    } else if local_serving_terminating {
+        fell_back_to_terminating = true;
+        out.local = endpoints
+            .iter()
+            .filter(|ep| ep.is_local && ep.serving && ep.terminating)
+            .cloned()
+            .collect();
+    }
+
+    out.reachable = if !uses_cluster {
+        out.local.clone()
+    } else if topology == TopologyMode::None && !fell_back_to_terminating {
+        // Without topology or fallbacks the local list is a subset of the cluster list.
+        out.cluster.clone()
+    } else {
+        let mut union: BTreeMap<&str, &EndpointInfo> = BTreeMap::new();
+        for ep in out.cluster.iter().chain(&out.local) {
+            union.insert(&ep.address, ep);
+        }
+        union.into_values().cloned().collect()
+    };
+    out
+}

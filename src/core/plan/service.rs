@@ -1,0 +1,548 @@
+//! The rules of one service port (spec §1.4, §3.4, §3.5).
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::build::RuleBuilder;
+use super::endpoints::{EndpointInfo, categorize, endpoints_for_port};
+use super::{EntryRule, ServiceRules};
+use crate::core::model::{
+    ClusterState, LocalDetector, NodeContext, Service, ServicePort, ServicePortName, ServiceType,
+    TrafficPolicy,
+};
+use crate::core::rules::names::{
+    EXT_PREFIX, FW_PREFIX, KUBE_EXTERNAL_SERVICES, KUBE_MARK_MASQ, KUBE_NODEPORTS,
+    KUBE_PROXY_FIREWALL, KUBE_SERVICES, SEP_PREFIX, SVC_PREFIX, SVL_PREFIX,
+};
+use crate::core::rules::{
+    Chain, IpFamily, Match, Neg, Probability, Protocol, Rule, Table, Target, endpoint_chain_hash,
+    service_port_chain_hash,
+};
+
+/// The nfacct object counting accepted localhost NodePort packets.
+pub(crate) const LOCALHOST_NODEPORTS_NFACCT: &str = "localhost_nps_accepted_pkts";
+
+/// Plans every port of `svc` that this family's proxier handles.
+pub(super) fn plan_service(
+    state: &ClusterState,
+    ctx: &NodeContext,
+    family: IpFamily,
+    large_cluster: bool,
+    svc: &Service,
+) -> Vec<(ServicePortName, ServiceRules)> {
+    if !svc.is_proxied() {
+        return Vec::new();
+    }
+    let Some(cluster_ip) = svc.cluster_ip(family) else {
+        return Vec::new();
+    };
+    svc.ports
+        .iter()
+        .map(|port| {
+            let name = svc.port_name(port);
+            let endpoints = endpoints_for_port(state, svc, port, family, &ctx.node_name);
+            let rules = PortPlanner::new(svc, port, &name, cluster_ip, ctx, family, large_cluster)
+                .plan(&endpoints);
+            (name, rules)
+        })
+        .collect()
+}
+
+/// Removes the per-endpoint comments, as kube-proxy does in large-cluster mode: from `KUBE-SEP-` rules
+/// and from the `KUBE-SVC-`/`KUBE-SVL-` rules that jump to them.
+pub(super) fn strip_endpoint_comments(rules: &mut ServiceRules) {
+    for chain in &mut rules.chains {
+        let is_sep = chain.name.starts_with(SEP_PREFIX);
+        for rule in &mut chain.rules {
+            let to_endpoint = rule.jump_chain().is_some_and(|c| c.starts_with(SEP_PREFIX));
+            if is_sep || to_endpoint {
+                rule.matches.retain(|m| !matches!(m, Match::Comment { .. }));
+            }
+        }
+    }
+}
+
+/// The plan of one service port, with everything derived once.
+struct PortPlanner<'a> {
+    svc: &'a Service,
+    port: &'a ServicePort,
+    spn: String,
+    protocol: &'a Protocol,
+    cluster_ip: IpAddr,
+    ctx: &'a NodeContext,
+    family: IpFamily,
+    large_cluster: bool,
+    svc_chain: String,
+    svl_chain: String,
+    ext_chain: String,
+    fw_chain: String,
+    external_ips: Vec<IpAddr>,
+    lb_vips: Vec<IpAddr>,
+    source_ranges: Vec<IpNet>,
+    node_port: Option<u16>,
+    health_check_node_port: Option<u16>,
+    internal_local: bool,
+    external_local: bool,
+}
+
+impl<'a> PortPlanner<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        svc: &'a Service,
+        port: &'a ServicePort,
+        name: &ServicePortName,
+        cluster_ip: IpAddr,
+        ctx: &'a NodeContext,
+        family: IpFamily,
+        large_cluster: bool,
+    ) -> Self {
+        let spn = name.spn();
+        let hash = service_port_chain_hash(&spn, port.protocol.as_str());
+        let external_ips: Vec<IpAddr> = svc.external_ips(family).collect();
+        let lb_vips: Vec<IpAddr> = if svc.service_type == ServiceType::LoadBalancer {
+            svc.load_balancer_vips(family).collect()
+        } else {
+            Vec::new()
+        };
+        let node_port = match svc.service_type {
+            ServiceType::NodePort | ServiceType::LoadBalancer => port.node_port.filter(|p| *p != 0),
+            _ => None,
+        };
+        let externally_accessible =
+            node_port.is_some() || !lb_vips.is_empty() || !external_ips.is_empty();
+        let external_local =
+            externally_accessible && svc.external_traffic_policy == TrafficPolicy::Local;
+        let health_check_node_port =
+            if svc.service_type == ServiceType::LoadBalancer && external_local {
+                svc.health_check_node_port.filter(|p| *p != 0)
+            } else {
+                None
+            };
+        PortPlanner {
+            svc,
+            port,
+            protocol: &port.protocol,
+            cluster_ip,
+            ctx,
+            family,
+            large_cluster,
+            svc_chain: format!("{SVC_PREFIX}{hash}"),
+            svl_chain: format!("{SVL_PREFIX}{hash}"),
+            ext_chain: format!("{EXT_PREFIX}{hash}"),
+            fw_chain: format!("{FW_PREFIX}{hash}"),
+            external_ips,
+            source_ranges: if lb_vips.is_empty() {
+                Vec::new()
+            } else {
+                svc.source_ranges(family).collect()
+            },
+            lb_vips,
+            node_port,
+            health_check_node_port,
+            internal_local: svc.internal_traffic_policy == TrafficPolicy::Local,
+            external_local,
+            spn,
+        }
+    }
+
+    fn externally_accessible(&self) -> bool {
+        self.node_port.is_some() || !self.lb_vips.is_empty() || !self.external_ips.is_empty()
+    }
+
+    fn endpoint_chain(&self, ep: &EndpointInfo) -> String {
+        format!(
+            "{SEP_PREFIX}{}",
+            endpoint_chain_hash(&self.spn, self.protocol.as_str(), &ep.address)
+        )
+    }
+
+    /// `-s <pod range>` / `-i <iface>` for traffic from local pods, if a detector is configured.
+    fn if_local(&self) -> Option<LocalMatch> {
+        match &self.ctx.local_detector {
+            LocalDetector::None => None,
+            LocalDetector::ClusterCidr(cidrs) | LocalDetector::NodeCidr(cidrs) => cidrs
+                .iter()
+                .find(|net| IpFamily::of(&net.addr()) == self.family)
+                .map(|net| LocalMatch::Source(*net)),
+            LocalDetector::BridgeInterface(bridge) => Some(LocalMatch::Interface(bridge.clone())),
+            LocalDetector::InterfaceNamePrefix(prefix) => {
+                Some(LocalMatch::Interface(format!("{prefix}+")))
+            }
+        }
+    }
+
+    /// The standard capture match: comment, `-m <p> -p <p> -d <ip> --dport <port>`.
+    fn capture(&self, comment: String, destination: IpAddr, dport: u16) -> RuleBuilder {
+        RuleBuilder::new()
+            .comment(comment)
+            .proto(self.protocol, Some(dport))
+            .destination_ip(destination)
+    }
+
+    fn plan(&self, endpoints: &[EndpointInfo]) -> ServiceRules {
+        let uses_cluster = !self.internal_local || self.externally_accessible();
+        let uses_local = self.internal_local || self.external_local;
+        let cat = categorize(endpoints, uses_cluster, uses_local, self.ctx);
+        let has_endpoints = cat.has_any;
+
+        let (internal_chain, has_internal) = if self.internal_local {
+            (&self.svl_chain, has_endpoints && !cat.local.is_empty())
+        } else {
+            (&self.svc_chain, has_endpoints)
+        };
+        let (external_policy_chain, has_external) = if self.external_local {
+            (&self.svl_chain, has_endpoints && !cat.local.is_empty())
+        } else {
+            (&self.svc_chain, has_endpoints)
+        };
+        let uses_fw = has_endpoints && !self.lb_vips.is_empty() && !self.source_ranges.is_empty();
+        let lb_chain = if uses_fw {
+            &self.fw_chain
+        } else {
+            &self.ext_chain
+        };
+
+        let (filter_target, filter_comment) = if has_endpoints {
+            (Target::Drop, format!("{} has no local endpoints", self.spn))
+        } else {
+            (
+                Target::Reject { with: None },
+                format!("{} has no endpoints", self.spn),
+            )
+        };
+
+        let mut out = ServiceRules {
+            endpoint_count: endpoints.len(),
+            no_local_internal: has_endpoints && !has_internal,
+            no_local_external: has_endpoints && !has_external,
+            ..ServiceRules::default()
+        };
+        let port = self.port.port;
+        let mut entry = |table: Table, chain: &'static str, rule: Rule| {
+            out.entries.push(EntryRule { table, chain, rule })
+        };
+
+        // Cluster IP.
+        if has_internal {
+            entry(
+                Table::Nat,
+                KUBE_SERVICES,
+                self.capture(format!("{} cluster IP", self.spn), self.cluster_ip, port)
+                    .jump(internal_chain),
+            );
+        } else {
+            entry(
+                Table::Filter,
+                KUBE_SERVICES,
+                self.capture(filter_comment.clone(), self.cluster_ip, port)
+                    .target(filter_target.clone()),
+            );
+        }
+
+        // External IPs.
+        for ip in &self.external_ips {
+            if has_endpoints {
+                entry(
+                    Table::Nat,
+                    KUBE_SERVICES,
+                    self.capture(format!("{} external IP", self.spn), *ip, port)
+                        .jump(&self.ext_chain),
+                );
+            }
+            if !has_external {
+                entry(
+                    Table::Filter,
+                    KUBE_EXTERNAL_SERVICES,
+                    self.capture(filter_comment.clone(), *ip, port)
+                        .target(filter_target.clone()),
+                );
+            }
+        }
+
+        // Load-balancer IPs.
+        for ip in &self.lb_vips {
+            if has_endpoints {
+                entry(
+                    Table::Nat,
+                    KUBE_SERVICES,
+                    self.capture(format!("{} loadbalancer IP", self.spn), *ip, port)
+                        .jump(lb_chain),
+                );
+            }
+            if uses_fw {
+                entry(
+                    Table::Filter,
+                    KUBE_PROXY_FIREWALL,
+                    self.capture(
+                        format!("{} traffic not accepted by {}", self.spn, self.fw_chain),
+                        *ip,
+                        port,
+                    )
+                    .target(Target::Drop),
+                );
+            }
+        }
+        if !has_external {
+            for ip in &self.lb_vips {
+                entry(
+                    Table::Filter,
+                    KUBE_EXTERNAL_SERVICES,
+                    self.capture(filter_comment.clone(), *ip, port)
+                        .target(filter_target.clone()),
+                );
+            }
+        }
+
+        // NodePort.
+        if let Some(node_port) = self.node_port {
+            if has_endpoints {
+                if self.ctx.localhost_nodeports_for(self.family) && self.ctx.nfacct {
+                    entry(
+                        Table::Nat,
+                        KUBE_NODEPORTS,
+                        RuleBuilder::new()
+                            .comment(self.spn.clone())
+                            .proto(self.protocol, Some(node_port))
+                            .destination(loopback_v4())
+                            .nfacct(LOCALHOST_NODEPORTS_NFACCT)
+                            .jump(&self.ext_chain),
+                    );
+                }
+                entry(
+                    Table::Nat,
+                    KUBE_NODEPORTS,
+                    RuleBuilder::new()
+                        .comment(self.spn.clone())
+                        .proto(self.protocol, Some(node_port))
+                        .jump(&self.ext_chain),
+                );
+            }
+            if !has_external {
+                entry(
+                    Table::Filter,
+                    KUBE_EXTERNAL_SERVICES,
+                    RuleBuilder::new()
+                        .comment(filter_comment.clone())
+                        .dst_type_local()
+                        .proto(self.protocol, Some(node_port))
+                        .target(filter_target.clone()),
+                );
+            }
+        }
+
+        // Health-check node port.
+        if let Some(hc_port) = self.health_check_node_port {
+            entry(
+                Table::Filter,
+                KUBE_NODEPORTS,
+                RuleBuilder::new()
+                    .comment(format!("{} health check node port", self.spn))
+                    .proto(&Protocol::Tcp, Some(hc_port))
+                    .target(Target::Accept),
+            );
+        }
+
+        // Per-service chains: SVC, SVL, EXT, FW, then the SEP chains.
+        let uses_cluster_chain = uses_cluster && !cat.cluster.is_empty();
+        let uses_local_chain = uses_local && !cat.local.is_empty();
+        let mut svc_chain = Chain::new(&self.svc_chain);
+        let mut svl_chain = Chain::new(&self.svl_chain);
+
+        if has_internal {
+            let masquerade = RuleBuilder::new()
+                .comment(format!("{} cluster IP", self.spn))
+                .proto(self.protocol, Some(port))
+                .destination_ip(self.cluster_ip);
+            let rule = if self.ctx.masquerade_all {
+                Some(masquerade.jump(KUBE_MARK_MASQ))
+            } else {
+                self.if_local()
+                    .map(|local| local.negated(masquerade).jump(KUBE_MARK_MASQ))
+            };
+            if let Some(rule) = rule {
+                if self.internal_local {
+                    svl_chain.rules.push(rule);
+                } else {
+                    svc_chain.rules.push(rule);
+                }
+            }
+        }
+        if uses_cluster_chain {
+            self.balance(&mut svc_chain, &cat.cluster);
+        }
+        if uses_local_chain {
+            self.balance(&mut svl_chain, &cat.local);
+        }
+        if uses_cluster_chain {
+            out.chains.push(svc_chain);
+        }
+        if uses_local_chain {
+            out.chains.push(svl_chain);
+        }
+
+        if has_endpoints && self.externally_accessible() {
+            out.chains
+                .push(self.external_chain(external_policy_chain, has_external));
+        }
+        if uses_fw {
+            out.chains.push(self.firewall_chain());
+        }
+        for ep in &cat.reachable {
+            out.chains.push(self.endpoint_chain_rules(ep));
+        }
+        out
+    }
+
+    /// The `KUBE-EXT-` chain.
+    fn external_chain(&self, policy_chain: &str, has_external: bool) -> Chain {
+        let mut chain = Chain::new(&self.ext_chain);
+        if !self.external_local {
+            chain.rules.push(
+                RuleBuilder::new()
+                    .comment(format!(
+                        "masquerade traffic for {} external destinations",
+                        self.spn
+                    ))
+                    .jump(KUBE_MARK_MASQ),
+            );
+        } else {
+            if let Some(local) = self.if_local() {
+                let rule = RuleBuilder::new().comment(format!(
+                    "pod traffic for {} external destinations",
+                    self.spn
+                ));
+                chain.rules.push(local.positive(rule).jump(&self.svc_chain));
+            }
+            chain.rules.push(
+                RuleBuilder::new()
+                    .comment(format!(
+                        "masquerade LOCAL traffic for {} external destinations",
+                        self.spn
+                    ))
+                    .src_type_local()
+                    .jump(KUBE_MARK_MASQ),
+            );
+            chain.rules.push(
+                RuleBuilder::new()
+                    .comment(format!(
+                        "route LOCAL traffic for {} external destinations",
+                        self.spn
+                    ))
+                    .src_type_local()
+                    .jump(&self.svc_chain),
+            );
+        }
+        if has_external {
+            chain.rules.push(RuleBuilder::new().jump(policy_chain));
+        }
+        chain
+    }
+
+    /// The `KUBE-FW-` chain applying `loadBalancerSourceRanges`.
+    fn firewall_chain(&self) -> Chain {
+        let mut chain = Chain::new(&self.fw_chain);
+        let comment = format!("{} loadbalancer IP", self.spn);
+        let node_ip = self.ctx.node_ip(self.family);
+        let mut allow_from_node = false;
+        for range in &self.source_ranges {
+            chain.rules.push(
+                RuleBuilder::new()
+                    .comment(comment.clone())
+                    .source(*range)
+                    .jump(&self.ext_chain),
+            );
+            allow_from_node |= node_ip.is_some_and(|ip| range.contains(&ip));
+        }
+        if allow_from_node {
+            for ip in &self.lb_vips {
+                chain.rules.push(
+                    RuleBuilder::new()
+                        .comment(comment.clone())
+                        .source_ip(*ip)
+                        .jump(&self.ext_chain),
+                );
+            }
+        }
+        chain.rules.push(
+            RuleBuilder::new()
+                .comment(format!(
+                    "other traffic to {} will be dropped by KUBE-PROXY-FIREWALL",
+                    self.spn
+                ))
+                .no_target(),
+        );
+        chain
+    }
+
+    /// Affinity and load-balancing rules from a SVC/SVL chain to its endpoints.
+    fn balance(&self, chain: &mut Chain, endpoints: &[EndpointInfo]) {
+        let comments = !self.large_cluster;
+        if let Some(timeout) = self.svc.session_affinity_timeout {
+            for ep in endpoints {
+                let sep = self.endpoint_chain(ep);
+                chain.rules.push(
+                    RuleBuilder::new()
+                        .comment_if(comments, || format!("{} -> {}", self.spn, ep.address))
+                        .recent_rcheck(&sep, timeout)
+                        .jump(sep),
+                );
+            }
+        }
+        let n = endpoints.len();
+        for (i, ep) in endpoints.iter().enumerate() {
+            let mut rule = RuleBuilder::new()
+                .comment_if(comments, || format!("{} -> {}", self.spn, ep.address));
+            if i + 1 < n {
+                rule = rule.probability(Probability::one_in(n - i));
+            }
+            chain.rules.push(rule.jump(self.endpoint_chain(ep)));
+        }
+    }
+
+    /// A `KUBE-SEP-` chain: hairpin masquerade, then DNAT.
+    fn endpoint_chain_rules(&self, ep: &EndpointInfo) -> Chain {
+        let name = self.endpoint_chain(ep);
+        let comments = !self.large_cluster;
+        let hairpin = RuleBuilder::new()
+            .comment_if(comments, || self.spn.clone())
+            .source_ip(ep.ip)
+            .jump(KUBE_MARK_MASQ);
+        let mut dnat = RuleBuilder::new().comment_if(comments, || self.spn.clone());
+        if self.svc.session_affinity_timeout.is_some() {
+            dnat = dnat.recent_set(&name);
+        }
+        let dnat = dnat.proto(self.protocol, None).target(Target::Dnat {
+            to: ep.address.clone(),
+        });
+        let mut chain = Chain::new(name);
+        chain.rules = vec![hairpin, dnat];
+        chain
+    }
+}
+
+/// How "traffic from a local pod" is matched.
+enum LocalMatch {
+    Source(IpNet),
+    Interface(String),
+}
+
+impl LocalMatch {
+    fn positive(self, rule: RuleBuilder) -> RuleBuilder {
+        match self {
+            LocalMatch::Source(net) => rule.source(net),
+            LocalMatch::Interface(iface) => rule.in_interface(Neg::is(iface)),
+        }
+    }
+
+    fn negated(self, rule: RuleBuilder) -> RuleBuilder {
+        match self {
+            LocalMatch::Source(net) => rule.not_source(net),
+            LocalMatch::Interface(iface) => rule.in_interface(Neg::not(iface)),
+        }
+    }
+}
+
+fn loopback_v4() -> IpNet {
+    IpNet::V4(super::fixed::LOOPBACK_V4)
+}

@@ -1,0 +1,213 @@
+//! Partial payloads: only what changed for some Services, with rule-level edits of the entry chains.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use thiserror::Error;
+
+use super::{ENTRY_CHAINS, push_line, write_chain_rules};
+use crate::core::model::{NamespacedName, ServicePortName};
+use crate::core::plan::{RuleSet, ServiceRules};
+use crate::core::rules::format::{Form, chain_declaration, write_rule_args};
+use crate::core::rules::{Chain, Rule, Table};
+
+/// Why a partial payload cannot express a change; the caller must do a full sync instead.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum PartialRenderError {
+    /// The two rulesets are for different IP families.
+    #[error("cannot diff an {old} ruleset against an {new} one")]
+    FamilyChanged {
+        /// Family of the old ruleset.
+        old: crate::core::rules::IpFamily,
+        /// Family of the new ruleset.
+        new: crate::core::rules::IpFamily,
+    },
+    /// The fixed chains' own rules differ (settings changed): only a full sync rewrites them.
+    #[error("the static rules of the fixed chains changed; a full sync is needed")]
+    FixedChainsChanged,
+    /// Large-cluster mode switched, which changes the comments of every Service.
+    #[error("large-cluster mode changed; a full sync is needed")]
+    LargeClusterModeChanged,
+}
+
+/// The payload that turns the kernel state `old` into `new`, looking only at `services` (every port of
+/// each). Unchanged ports produce nothing; an empty string means there is nothing to apply.
+///
+/// Per table the payload declares the chains it rewrites or deletes, deletes changed entry rules with
+/// `-D`, appends the rewritten chains' rules, inserts the new entry rules with `-I <chain> 1` (in reverse,
+/// so each Service's entries keep their order and nat `KUBE-SERVICES` keeps its tail rule last), and
+/// finally deletes chains that went away with `-X`.
+pub fn render_partial(
+    old: &RuleSet,
+    new: &RuleSet,
+    services: &BTreeSet<NamespacedName>,
+) -> Result<String, PartialRenderError> {
+    if old.family != new.family {
+        return Err(PartialRenderError::FamilyChanged {
+            old: old.family,
+            new: new.family,
+        });
+    }
+    if old.large_cluster != new.large_cluster {
+        return Err(PartialRenderError::LargeClusterModeChanged);
+    }
+    if old.filter_chains != new.filter_chains
+        || old.nat_chains != new.nat_chains
+        || old.services_tail != new.services_tail
+    {
+        return Err(PartialRenderError::FixedChainsChanged);
+    }
+
+    let mut edits = Edits::default();
+    for service in services {
+        let old_ports = ports_of(old, service);
+        let new_ports = ports_of(new, service);
+        let names: BTreeSet<&ServicePortName> =
+            old_ports.keys().chain(new_ports.keys()).copied().collect();
+        for name in names {
+            let before = old_ports.get(name).copied();
+            let after = new_ports.get(name).copied();
+            if before != after {
+                edits.add_port(before, after);
+            }
+        }
+    }
+    Ok(edits.render(new.family))
+}
+
+fn ports_of<'a>(
+    rules: &'a RuleSet,
+    service: &NamespacedName,
+) -> BTreeMap<&'a ServicePortName, &'a ServiceRules> {
+    rules
+        .services
+        .iter()
+        .filter(|(name, _)| &name.service == service)
+        .collect()
+}
+
+/// The collected changes, grouped for rendering.
+#[derive(Default)]
+struct Edits<'a> {
+    /// Entry rules to delete, per (table, chain).
+    deletes: BTreeMap<(Table, &'static str), Vec<&'a Rule>>,
+    /// Entry rules to insert, per (table, chain), in their final order.
+    inserts: BTreeMap<(Table, &'static str), Vec<&'a Rule>>,
+    /// Per-service chains to (re)write.
+    writes: Vec<&'a Chain>,
+    /// Per-service chains to delete.
+    removals: Vec<&'a str>,
+}
+
+impl<'a> Edits<'a> {
+    fn add_port(&mut self, before: Option<&'a ServiceRules>, after: Option<&'a ServiceRules>) {
+        for (table, chain) in ENTRY_CHAINS {
+            let old_rules = entry_rules(before, table, chain);
+            let new_rules = entry_rules(after, table, chain);
+            if old_rules != new_rules {
+                self.deletes
+                    .entry((table, chain))
+                    .or_default()
+                    .extend(old_rules);
+                self.inserts
+                    .entry((table, chain))
+                    .or_default()
+                    .extend(new_rules);
+            }
+        }
+        let old_chains: BTreeMap<&str, &Chain> = before
+            .into_iter()
+            .flat_map(|s| &s.chains)
+            .map(|c| (c.name.as_str(), c))
+            .collect();
+        let new_chains: BTreeMap<&str, &Chain> = after
+            .into_iter()
+            .flat_map(|s| &s.chains)
+            .map(|c| (c.name.as_str(), c))
+            .collect();
+        for (name, chain) in &new_chains {
+            if old_chains.get(name) != Some(chain) {
+                self.writes.push(chain);
+            }
+        }
+        for name in old_chains.keys() {
+            if !new_chains.contains_key(name) {
+                self.removals.push(name);
+            }
+        }
+    }
+
+    fn render(&self, family: crate::core::rules::IpFamily) -> String {
+        let mut out = String::new();
+        for table in [Table::Filter, Table::Nat] {
+            let deletes: Vec<_> = self
+                .deletes
+                .iter()
+                .filter(|((t, _), _)| *t == table)
+                .collect();
+            let inserts: Vec<_> = self
+                .inserts
+                .iter()
+                .filter(|((t, _), _)| *t == table)
+                .collect();
+            let is_nat = table == Table::Nat;
+            let has_chain_work = is_nat && (!self.writes.is_empty() || !self.removals.is_empty());
+            let has_rule_work = deletes.iter().any(|(_, r)| !r.is_empty())
+                || inserts.iter().any(|(_, r)| !r.is_empty());
+            if !has_chain_work && !has_rule_work {
+                continue;
+            }
+            out.push('*');
+            out.push_str(table.as_str());
+            out.push('\n');
+            if is_nat {
+                for chain in &self.writes {
+                    push_line(&mut out, &chain_declaration(&chain.name, None));
+                }
+                for name in &self.removals {
+                    push_line(&mut out, &chain_declaration(name, None));
+                }
+            }
+            for ((_, chain), rules) in &deletes {
+                for rule in rules.iter() {
+                    out.push_str("-D ");
+                    out.push_str(chain);
+                    out.push(' ');
+                    write_rule_args(&mut out, rule, Form::Restore, family);
+                    out.push('\n');
+                }
+            }
+            if is_nat {
+                for chain in &self.writes {
+                    write_chain_rules(&mut out, &chain.name, chain.rules.iter(), family);
+                }
+            }
+            for ((_, chain), rules) in &inserts {
+                for rule in rules.iter().rev() {
+                    out.push_str("-I ");
+                    out.push_str(chain);
+                    out.push_str(" 1 ");
+                    write_rule_args(&mut out, rule, Form::Restore, family);
+                    out.push('\n');
+                }
+            }
+            if is_nat {
+                for name in &self.removals {
+                    out.push_str("-X ");
+                    out.push_str(name);
+                    out.push('\n');
+                }
+            }
+            out.push_str("COMMIT\n");
+        }
+        out
+    }
+}
+
+fn entry_rules<'a>(service: Option<&'a ServiceRules>, table: Table, chain: &str) -> Vec<&'a Rule> {
+    service
+        .into_iter()
+        .flat_map(|s| &s.entries)
+        .filter(|e| e.table == table && e.chain == chain)
+        .map(|e| &e.rule)
+        .collect()
+}
