@@ -138,7 +138,7 @@ fn topology_mode(endpoints: &[EndpointInfo], ctx: &NodeContext) -> TopologyMode 
     for ep in endpoints.iter().filter(|ep| ep.ready) {
         if ep.node_hints.is_empty() {
             all_node_hinted = false;
-        } else if ep.node_hints.iter().any(|n| *n == ctx.node_name) {
+        } else if ep.node_hints.contains(&ctx.node_name) {
             hinted_for_node = true;
         }
         if ep.zone_hints.is_empty() {
@@ -159,7 +159,7 @@ fn topology_mode(endpoints: &[EndpointInfo], ctx: &NodeContext) -> TopologyMode 
 fn allowed_by_topology(ep: &EndpointInfo, mode: TopologyMode, ctx: &NodeContext) -> bool {
     match mode {
         TopologyMode::None => true,
-        TopologyMode::PreferSameNode => ep.node_hints.iter().any(|n| *n == ctx.node_name),
+        TopologyMode::PreferSameNode => ep.node_hints.contains(&ctx.node_name),
         TopologyMode::PreferSameZone => {
             let zone = ctx.zone().unwrap_or("");
             ep.zone_hints.iter().any(|z| z == zone)
