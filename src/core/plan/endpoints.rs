@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::core::model::{ClusterState, HEADLESS_LABEL, NodeContext, Service, ServicePort};
+use crate::core::model::{
+    ClusterState, EndpointSlice, HEADLESS_LABEL, NamespacedName, NodeContext, ServicePort,
+};
 use crate::core::rules::IpFamily;
 
 /// One endpoint of one service port, merged across the Service's slices.
@@ -30,6 +32,19 @@ pub struct EndpointInfo {
     pub zone_hints: Vec<String>,
     /// Node hints, if the endpoint has any.
     pub node_hints: Vec<String>,
+}
+
+/// The EndpointSlices of every Service, indexed once (a Service's slices may have any name, so a
+/// per-Service lookup would otherwise scan its whole namespace).
+pub fn slices_by_service(
+    state: &ClusterState,
+) -> std::collections::HashMap<NamespacedName, Vec<&EndpointSlice>> {
+    let mut index: std::collections::HashMap<NamespacedName, Vec<&EndpointSlice>> =
+        std::collections::HashMap::new();
+    for slice in state.endpoint_slices.values() {
+        index.entry(slice.service()).or_default().push(slice);
+    }
+    index
 }
 
 /// Formats `ip:port` the way kube-proxy does (IPv6 in brackets).
@@ -64,14 +79,13 @@ pub fn parse_endpoint_ip(text: &str) -> Option<IpAddr> {
 /// The endpoints of `port` of `service` in `family`, merged across its slices, de-duplicated by
 /// `ip:port` and sorted by that string (the order of the load-balancing rules).
 pub fn endpoints_for_port(
-    state: &ClusterState,
-    service: &Service,
+    slices: &[&EndpointSlice],
     port: &ServicePort,
     family: IpFamily,
     node_name: &str,
 ) -> Vec<EndpointInfo> {
     let mut by_address: BTreeMap<String, EndpointInfo> = BTreeMap::new();
-    for slice in state.slices_for(&service.id) {
+    for slice in slices {
         if slice.address_type.family() != Some(family) || slice.labels.contains_key(HEADLESS_LABEL)
         {
             continue;

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::core::model::{ClusterState, NamespacedName, NodeContext, ServicePortName};
 use crate::core::rules::names::{KUBE_SERVICES, SERVICE_CHAIN_PREFIXES};
-use crate::core::rules::{Chain, IpFamily, Rule, Table};
+use crate::core::rules::{Chain, IpFamily, Protocol, Rule, Table};
 
 pub use endpoints::{Categorized, EndpointInfo};
 pub use fixed::{JumpRule, jump_rules};
@@ -118,14 +118,30 @@ impl RuleSet {
         stale
     }
 
-    /// Replaces every port of `service` with `ports` (an empty list removes the Service).
+    /// Replaces every port of `service` with `ports` (an empty list removes the Service) and returns the
+    /// ports it had before, for rendering the difference.
     pub fn replace_service(
         &mut self,
         service: &NamespacedName,
         ports: Vec<(ServicePortName, ServiceRules)>,
-    ) {
-        self.services.retain(|name, _| &name.service != service);
+    ) -> Vec<(ServicePortName, ServiceRules)> {
+        let first = ServicePortName {
+            service: service.clone(),
+            port: String::new(),
+            protocol: Protocol::Tcp,
+        };
+        let old_names: Vec<ServicePortName> = self
+            .services
+            .range(first..)
+            .take_while(|(name, _)| &name.service == service)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let old = old_names
+            .into_iter()
+            .filter_map(|name| self.services.remove_entry(&name))
+            .collect();
         self.services.extend(ports);
+        old
     }
 
     /// Number of rules in the rendered ruleset, per table (filter, nat).
@@ -158,35 +174,38 @@ impl RuleSet {
 /// Total endpoints over all proxied service ports of `family`: above the threshold kube-proxy switches to
 /// large-cluster mode.
 pub fn count_endpoints(state: &ClusterState, ctx: &NodeContext, family: IpFamily) -> usize {
+    let index = endpoints::slices_by_service(state);
     state
         .services
         .values()
-        .filter(|svc| svc.is_proxied() && svc.cluster_ip(family).is_some())
         .flat_map(|svc| {
-            svc.ports.iter().map(move |port| {
-                endpoints::endpoints_for_port(state, svc, port, family, &ctx.node_name).len()
-            })
+            let slices = index.get(&svc.id).map(Vec::as_slice).unwrap_or_default();
+            service::service_endpoints(slices, ctx, family, svc)
         })
+        .map(|(_, endpoints)| endpoints.len())
         .sum()
 }
 
 /// Plans the whole ruleset of one node for one family.
 pub fn plan(state: &ClusterState, ctx: &NodeContext, family: IpFamily) -> RuleSet {
-    let mut services = BTreeMap::new();
-    let mut total_endpoints = 0usize;
-    // Plan every port once with comments, then drop them if the total says large-cluster mode.
-    for svc in state.services.values() {
-        for (name, rules) in service::plan_service(state, ctx, family, false, svc) {
-            total_endpoints += rules.endpoint_count;
-            services.insert(name, rules);
-        }
-    }
+    let index = endpoints::slices_by_service(state);
+    // Endpoints first: their total decides large-cluster mode, which shapes every Service's rules.
+    let per_port: Vec<_> = state
+        .services
+        .values()
+        .flat_map(|svc| {
+            let slices = index.get(&svc.id).map(Vec::as_slice).unwrap_or_default();
+            service::service_endpoints(slices, ctx, family, svc)
+                .into_iter()
+                .map(move |(port, eps)| (svc, port, eps))
+        })
+        .collect();
+    let total_endpoints: usize = per_port.iter().map(|(_, _, eps)| eps.len()).sum();
     let large_cluster = total_endpoints > ctx.large_cluster_threshold;
-    if large_cluster {
-        for rules in services.values_mut() {
-            service::strip_endpoint_comments(rules);
-        }
-    }
+    let services = per_port
+        .iter()
+        .map(|(svc, port, eps)| service::plan_port(ctx, family, large_cluster, svc, port, eps))
+        .collect();
     RuleSet {
         family,
         large_cluster,
@@ -207,7 +226,10 @@ pub fn plan_service(
     service: &NamespacedName,
 ) -> Vec<(ServicePortName, ServiceRules)> {
     match state.services.get(service) {
-        Some(svc) => service::plan_service(state, ctx, family, large_cluster, svc),
+        Some(svc) => {
+            let slices: Vec<_> = state.slices_for(service).collect();
+            service::plan_service(&slices, ctx, family, large_cluster, svc)
+        }
         None => Vec::new(),
     }
 }

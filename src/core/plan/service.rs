@@ -8,7 +8,7 @@ use super::build::RuleBuilder;
 use super::endpoints::{EndpointInfo, categorize, endpoints_for_port};
 use super::{EntryRule, ServiceRules};
 use crate::core::model::{
-    ClusterState, LocalDetector, NodeContext, Service, ServicePort, ServicePortName, ServiceType,
+    EndpointSlice, LocalDetector, NodeContext, Service, ServicePort, ServicePortName, ServiceType,
     TrafficPolicy,
 };
 use crate::core::rules::names::{
@@ -16,7 +16,7 @@ use crate::core::rules::names::{
     KUBE_PROXY_FIREWALL, KUBE_SERVICES, SEP_PREFIX, SVC_PREFIX, SVL_PREFIX,
 };
 use crate::core::rules::{
-    Chain, IpFamily, Match, Neg, Probability, Protocol, Rule, Table, Target, endpoint_chain_hash,
+    Chain, IpFamily, Neg, Probability, Protocol, Rule, Table, Target, endpoint_chain_hash,
     service_port_chain_hash,
 };
 
@@ -25,42 +25,56 @@ pub(crate) const LOCALHOST_NODEPORTS_NFACCT: &str = "localhost_nps_accepted_pkts
 
 /// Plans every port of `svc` that this family's proxier handles.
 pub(super) fn plan_service(
-    state: &ClusterState,
+    slices: &[&EndpointSlice],
     ctx: &NodeContext,
     family: IpFamily,
     large_cluster: bool,
     svc: &Service,
 ) -> Vec<(ServicePortName, ServiceRules)> {
-    if !svc.is_proxied() {
+    service_endpoints(slices, ctx, family, svc)
+        .into_iter()
+        .map(|(port, endpoints)| plan_port(ctx, family, large_cluster, svc, port, &endpoints))
+        .collect()
+}
+
+/// The endpoints of each port of `svc` this family's proxier handles (none when the Service is not
+/// proxied or has no cluster IP of the family).
+pub(super) fn service_endpoints<'a>(
+    slices: &[&EndpointSlice],
+    ctx: &NodeContext,
+    family: IpFamily,
+    svc: &'a Service,
+) -> Vec<(&'a ServicePort, Vec<EndpointInfo>)> {
+    if !svc.is_proxied() || svc.cluster_ip(family).is_none() {
         return Vec::new();
     }
-    let Some(cluster_ip) = svc.cluster_ip(family) else {
-        return Vec::new();
-    };
     svc.ports
         .iter()
         .map(|port| {
-            let name = svc.port_name(port);
-            let endpoints = endpoints_for_port(state, svc, port, family, &ctx.node_name);
-            let rules = PortPlanner::new(svc, port, &name, cluster_ip, ctx, family, large_cluster)
-                .plan(&endpoints);
-            (name, rules)
+            (
+                port,
+                endpoints_for_port(slices, port, family, &ctx.node_name),
+            )
         })
         .collect()
 }
 
-/// Removes the per-endpoint comments, as kube-proxy does in large-cluster mode: from `KUBE-SEP-` rules
-/// and from the `KUBE-SVC-`/`KUBE-SVL-` rules that jump to them.
-pub(super) fn strip_endpoint_comments(rules: &mut ServiceRules) {
-    for chain in &mut rules.chains {
-        let is_sep = chain.name.starts_with(SEP_PREFIX);
-        for rule in &mut chain.rules {
-            let to_endpoint = rule.jump_chain().is_some_and(|c| c.starts_with(SEP_PREFIX));
-            if is_sep || to_endpoint {
-                rule.matches.retain(|m| !matches!(m, Match::Comment { .. }));
-            }
-        }
-    }
+/// Plans one port of a proxied Service from its endpoints.
+pub(super) fn plan_port(
+    ctx: &NodeContext,
+    family: IpFamily,
+    large_cluster: bool,
+    svc: &Service,
+    port: &ServicePort,
+    endpoints: &[EndpointInfo],
+) -> (ServicePortName, ServiceRules) {
+    let name = svc.port_name(port);
+    let cluster_ip = svc
+        .cluster_ip(family)
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let rules =
+        PortPlanner::new(svc, port, &name, cluster_ip, ctx, family, large_cluster).plan(endpoints);
+    (name, rules)
 }
 
 /// The plan of one service port, with everything derived once.

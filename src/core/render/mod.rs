@@ -24,7 +24,7 @@ use crate::core::rules::names::{
 use crate::core::rules::{IpFamily, Rule, Table};
 
 pub use node_dump::render_node_dump;
-pub use partial::{PartialRenderError, render_partial};
+pub use partial::{PartialRenderError, render_partial, render_service_update};
 
 /// One whole `iptables-restore --noflush` payload: `*filter` then `*nat`.
 pub fn render_full(rules: &RuleSet) -> String {

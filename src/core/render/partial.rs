@@ -59,19 +59,26 @@ pub fn render_partial(
 
     let mut edits = Edits::default();
     for service in services {
-        let old_ports = ports_of(old, service);
-        let new_ports = ports_of(new, service);
-        let names: BTreeSet<&ServicePortName> =
-            old_ports.keys().chain(new_ports.keys()).copied().collect();
-        for name in names {
-            let before = old_ports.get(name).copied();
-            let after = new_ports.get(name).copied();
-            if before != after {
-                edits.add_port(before, after);
-            }
-        }
+        edits.add_service(&ports_of(old, service), &ports_of(new, service));
     }
     Ok(edits.render(new.family))
+}
+
+/// The payload for one Service whose ports changed from `before` to `after` (as returned by
+/// [`RuleSet::replace_service`] and [`crate::core::plan::plan_service`]). The caller guarantees the fixed
+/// chains and large-cluster mode are unchanged; an empty string means nothing changed.
+pub fn render_service_update(
+    family: crate::core::rules::IpFamily,
+    before: &[(ServicePortName, ServiceRules)],
+    after: &[(ServicePortName, ServiceRules)],
+) -> String {
+    let before: BTreeMap<&ServicePortName, &ServiceRules> =
+        before.iter().map(|(n, r)| (n, r)).collect();
+    let after: BTreeMap<&ServicePortName, &ServiceRules> =
+        after.iter().map(|(n, r)| (n, r)).collect();
+    let mut edits = Edits::default();
+    edits.add_service(&before, &after);
+    edits.render(family)
 }
 
 fn ports_of<'a>(
@@ -99,6 +106,22 @@ struct Edits<'a> {
 }
 
 impl<'a> Edits<'a> {
+    fn add_service(
+        &mut self,
+        old_ports: &BTreeMap<&'a ServicePortName, &'a ServiceRules>,
+        new_ports: &BTreeMap<&'a ServicePortName, &'a ServiceRules>,
+    ) {
+        let names: BTreeSet<&ServicePortName> =
+            old_ports.keys().chain(new_ports.keys()).copied().collect();
+        for name in names {
+            let before = old_ports.get(name).copied();
+            let after = new_ports.get(name).copied();
+            if before != after {
+                self.add_port(before, after);
+            }
+        }
+    }
+
     fn add_port(&mut self, before: Option<&'a ServiceRules>, after: Option<&'a ServiceRules>) {
         for (table, chain) in ENTRY_CHAINS {
             let old_rules = entry_rules(before, table, chain);
