@@ -20,7 +20,7 @@ fn offset(base: Ipv4Addr, index: usize) -> IpAddr {
 
 /// The Service number `i` of a synthetic cluster (every tenth one is a NodePort).
 pub fn service(i: usize) -> Service {
-    let node_port = (i % 10 == 0).then(|| 30000 + (i / 10 % 2700) as u16);
+    let node_port = i.is_multiple_of(10).then(|| 30000 + (i / 10 % 2700) as u16);
     Service {
         id: NamespacedName::new(format!("ns-{}", i % 50), format!("svc-{i}")),
         labels: BTreeMap::new(),
