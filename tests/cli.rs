@@ -3,6 +3,7 @@
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use assert_cmd::Command;
 use predicates::prelude::*;
@@ -29,10 +30,28 @@ fn install_as(dir: &Path, name: &str, copy: bool) -> PathBuf {
     let path = dir.join(name);
     if copy {
         fs::copy(BIN, &path).expect("copy the binary");
+        wait_until_executable(&path);
     } else {
         symlink(BIN, &path).expect("symlink the binary");
     }
     path
+}
+
+/// While `fs::copy` holds the new file open for writing, a process forked meanwhile by another test
+/// thread inherits that descriptor until it executes, and running the copy fails with "text file
+/// busy" (ETXTBSY). That window is short: retry until the copy runs.
+fn wait_until_executable(path: &Path) {
+    const ETXTBSY: i32 = 26;
+    for _ in 0..200 {
+        match std::process::Command::new(path).arg("--version").output() {
+            Err(err) if err.raw_os_error() == Some(ETXTBSY) => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(err) => panic!("cannot run {}: {err}", path.display()),
+            Ok(_) => return,
+        }
+    }
+    panic!("{} stayed busy", path.display());
 }
 
 #[test]
