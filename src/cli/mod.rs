@@ -138,7 +138,7 @@ impl Cli {
     pub fn parse_args<I, T>(args: I) -> Result<(Cli, String), clap::Error>
     where
         I: IntoIterator<Item = T>,
-        T: Into<OsString> + Clone,
+        T: Into<OsString>,
     {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
         let bin_name = display_name(args.first().map(OsString::as_os_str));
