@@ -94,7 +94,7 @@ fn find_node<'a>(state: &'a ClusterState, name: &str, source: &str) -> anyhow::R
 // When they have landed, the two bodies below become exactly:
 //
 //     load_cluster:  crate::core::model::bundle::load_cluster_json(text, source)
-//                        .with_context(|| format!("{source} is not a usable snapshot bundle"))
+//                        .context("cannot load the snapshot bundle")   // ModelError names the file/object
 //     render_rules:  Ok(crate::core::render::render_full(&crate::core::plan::plan(state, ctx, family)))
 //
 // with the signatures
