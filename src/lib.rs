@@ -2,8 +2,12 @@
 //! Service to its pods on any node.
 //!
 //! [`core`] is pure (model, rules, plan, render, parse, trace); the adapters around it do the I/O.
+//! [`cli`] holds the command line, [`commands`] runs it, [`output`] prints.
 #![deny(missing_docs)]
 
+pub mod cli;
+pub mod commands;
 pub mod core;
 pub mod iptables;
+pub mod output;
 pub mod synthetic;

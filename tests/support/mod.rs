@@ -1,5 +1,6 @@
-//! Shared test support.
+//! Helpers shared by the integration tests. Each test crate uses only part of them.
 #![allow(dead_code)]
 
 pub mod builders;
 pub mod dumpcmp;
+pub mod netns;

@@ -1,0 +1,342 @@
+//! The subcommands' flags.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, ValueEnum};
+use ipnet::IpNet;
+
+use super::duration::parse_duration;
+
+/// Where the diagnostics read the cluster state and the node's rules from; shared by `trace`, `chains`
+/// and `tui`.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Sources")]
+pub struct SourceArgs {
+    /// Read the cluster state (and node rules) from a snapshot bundle directory instead of the API server
+    #[arg(long, value_name = "DIR")]
+    pub snapshot: Option<PathBuf>,
+    /// The node whose rules to check (default: the nodes that host the Service's endpoints)
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// Read the node's rules from an iptables-save dump
+    #[arg(long, value_name = "FILE", conflicts_with = "local")]
+    pub rules: Option<PathBuf>,
+    /// Read the rules of this machine with iptables-save
+    #[arg(long)]
+    pub local: bool,
+}
+
+/// `trace SERVICE`.
+#[derive(Debug, Clone, Args)]
+pub struct TraceArgs {
+    /// The Service to trace
+    #[arg(value_name = "SERVICE")]
+    pub service: String,
+    /// Simulate one packet from SOURCE: pod/NAME, an IP address, `node` or `external`
+    #[arg(long, value_name = "SOURCE")]
+    pub from: Option<String>,
+    /// The Service port to trace (name or number; default: every port)
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<String>,
+    /// Where the cluster state and the node rules come from
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+/// `chains SERVICE`.
+#[derive(Debug, Clone, Args)]
+pub struct ChainsArgs {
+    /// The Service whose chains to show
+    #[arg(value_name = "SERVICE")]
+    pub service: String,
+    /// Show the chains the node should have instead of the ones it has
+    #[arg(long, conflicts_with = "diff")]
+    pub expected: bool,
+    /// Show the difference between the chains the node has and the ones it should have
+    #[arg(long)]
+    pub diff: bool,
+    /// Where the cluster state and the node rules come from
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+/// `tui`.
+#[derive(Debug, Clone, Args)]
+pub struct TuiArgs {
+    /// Where the cluster state and the node rules come from
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+/// `--detect-local-mode`: how traffic from local pods is recognised (kube-proxy's values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DetectLocalMode {
+    /// Pod traffic has a source in --cluster-cidr
+    #[value(name = "ClusterCIDR")]
+    ClusterCidr,
+    /// Pod traffic has a source in the Node's podCIDRs
+    #[value(name = "NodeCIDR")]
+    NodeCidr,
+    /// Pod traffic enters through the bridge named by --pod-bridge-interface
+    #[value(name = "BridgeInterface")]
+    BridgeInterface,
+    /// Pod traffic enters through interfaces named --pod-interface-name-prefix*
+    #[value(name = "InterfaceNamePrefix")]
+    InterfaceNamePrefix,
+}
+
+/// One `--nodeport-addresses` entry: a CIDR, or `primary` for the node's primary IPs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodePortAddress {
+    /// The node's primary IP of each family.
+    Primary,
+    /// Local addresses inside this CIDR.
+    Cidr(IpNet),
+}
+
+impl FromStr for NodePortAddress {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.eq_ignore_ascii_case("primary") {
+            return Ok(NodePortAddress::Primary);
+        }
+        text.parse::<IpNet>()
+            .map(NodePortAddress::Cidr)
+            .map_err(|_| format!("{text:?} is neither a CIDR (e.g. 10.0.0.0/8) nor `primary`"))
+    }
+}
+
+impl fmt::Display for NodePortAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodePortAddress::Primary => f.write_str("primary"),
+            NodePortAddress::Cidr(net) => net.fmt(f),
+        }
+    }
+}
+
+/// The proxy settings that change which rules a node gets; shared by `proxy` and `render`, with
+/// kube-proxy's flag names. Boolean flags also accept kube-proxy's `--flag=true|false` spelling.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Proxy settings")]
+pub struct ProxySettingsArgs {
+    /// The cluster's pod CIDR(s), at most one per IP family (repeat the flag or separate with commas)
+    #[arg(long, value_name = "CIDR", value_delimiter = ',')]
+    pub cluster_cidr: Vec<IpNet>,
+    /// Masquerade all traffic sent to Service IPs
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        hide_default_value = true,
+        hide_possible_values = true,
+        default_value_t = false,
+        action = ArgAction::Set,
+    )]
+    pub masquerade_all: bool,
+    /// How to recognise traffic from local pods (default: ClusterCIDR when --cluster-cidr is given, else none)
+    #[arg(long, value_enum, value_name = "MODE", ignore_case = true)]
+    pub detect_local_mode: Option<DetectLocalMode>,
+    /// The pod bridge, for --detect-local-mode BridgeInterface
+    #[arg(long, value_name = "NAME")]
+    pub pod_bridge_interface: Option<String>,
+    /// The pod interface name prefix, for --detect-local-mode InterfaceNamePrefix
+    #[arg(long, value_name = "PREFIX")]
+    pub pod_interface_name_prefix: Option<String>,
+    /// Accept NodePort traffic only on local addresses in these CIDRs, or `primary` for the node's
+    /// primary IPs (default: every local address)
+    #[arg(long, value_name = "CIDR|primary", value_delimiter = ',')]
+    pub nodeport_addresses: Vec<NodePortAddress>,
+}
+
+/// `proxy`: the node service proxy. Flags carry kube-proxy's names so a kube-proxy DaemonSet's arguments
+/// can be reused.
+#[derive(Debug, Clone, Args)]
+pub struct ProxyArgs {
+    /// Settings that change the rules
+    #[command(flatten)]
+    pub settings: ProxySettingsArgs,
+    /// The name of this node (default: the host name)
+    #[arg(long, value_name = "NAME")]
+    pub hostname_override: Option<String>,
+    /// Accept NodePort connections to 127.0.0.1 (IPv4 only)
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        hide_default_value = true,
+        hide_possible_values = true,
+        default_value_t = true,
+        action = ArgAction::Set,
+    )]
+    pub iptables_localhost_nodeports: bool,
+    /// Longest time between two full syncs of the rules
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub iptables_sync_period: Duration,
+    /// Shortest time between two syncs of the rules
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub iptables_min_sync_period: Duration,
+    /// Address and port of the health check server (/healthz, /livez)
+    #[arg(long, value_name = "IP:PORT", default_value = "0.0.0.0:10256")]
+    pub healthz_bind_address: SocketAddr,
+    /// Address and port of the metrics server (/metrics)
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:10249")]
+    pub metrics_bind_address: SocketAddr,
+    /// Remove every rule the proxy owns, then exit
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        hide_default_value = true,
+        hide_possible_values = true,
+        default_value_t = false,
+        action = ArgAction::Set,
+    )]
+    pub cleanup: bool,
+    /// Do the one-time node set-up, then exit
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        hide_default_value = true,
+        hide_possible_values = true,
+        default_value_t = false,
+        action = ArgAction::Set,
+    )]
+    pub init_only: bool,
+    /// Never write rules: compare the node's rules with the expected ones and report drift
+    #[arg(long)]
+    pub audit: bool,
+}
+
+/// `render`.
+#[derive(Debug, Clone, Args)]
+pub struct RenderArgs {
+    /// The snapshot bundle directory (its cluster.json is read)
+    #[arg(long, value_name = "DIR")]
+    pub snapshot: PathBuf,
+    /// The node to render the rules for (a Node in the bundle)
+    #[arg(long, value_name = "NAME")]
+    pub node: String,
+    /// Render the IPv6 rules (ip6tables-restore input) instead of the IPv4 ones
+    #[arg(long)]
+    pub ipv6: bool,
+    /// Settings that change the rules
+    #[command(flatten)]
+    pub settings: ProxySettingsArgs,
+    /// Do not accept NodePort connections to 127.0.0.1 (kube-proxy's --iptables-localhost-nodeports=false)
+    #[arg(long)]
+    pub no_localhost_nodeports: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn parse(args: &[&str]) -> Cli {
+        let mut argv = vec!["kubectl-svcproxy"];
+        argv.extend_from_slice(args);
+        match Cli::parse_args(argv) {
+            Ok((cli, _)) => cli,
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    #[test]
+    fn kube_proxy_flag_spellings_are_accepted() {
+        let cli = parse(&[
+            "proxy",
+            "--hostname-override=node1",
+            "--cluster-cidr=10.244.0.0/16,fd00:10:244::/48",
+            "--masquerade-all=true",
+            "--iptables-localhost-nodeports=false",
+            "--iptables-sync-period=1m",
+            "--iptables-min-sync-period=0",
+            "--healthz-bind-address=[::]:10256",
+            "--detect-local-mode=NodeCIDR",
+            "--nodeport-addresses=primary,192.168.0.0/16",
+            "--cleanup",
+        ]);
+        let Command::Proxy(proxy) = cli.command else {
+            panic!("not proxy")
+        };
+        assert_eq!(proxy.hostname_override.as_deref(), Some("node1"));
+        assert_eq!(proxy.settings.cluster_cidr.len(), 2);
+        assert!(proxy.settings.masquerade_all);
+        assert!(!proxy.iptables_localhost_nodeports);
+        assert_eq!(proxy.iptables_sync_period, Duration::from_secs(60));
+        assert_eq!(proxy.iptables_min_sync_period, Duration::ZERO);
+        assert_eq!(proxy.healthz_bind_address.port(), 10256);
+        assert_eq!(proxy.metrics_bind_address.to_string(), "127.0.0.1:10249");
+        assert_eq!(
+            proxy.settings.detect_local_mode,
+            Some(DetectLocalMode::NodeCidr)
+        );
+        assert_eq!(
+            proxy.settings.nodeport_addresses,
+            vec![
+                NodePortAddress::Primary,
+                NodePortAddress::Cidr("192.168.0.0/16".parse().unwrap())
+            ]
+        );
+        assert!(proxy.cleanup);
+        assert!(!proxy.init_only);
+    }
+
+    #[test]
+    fn a_boolean_flag_does_not_swallow_the_next_argument() {
+        let cli = parse(&[
+            "render",
+            "--masquerade-all",
+            "--snapshot",
+            "dir",
+            "--node",
+            "n",
+        ]);
+        let Command::Render(render) = cli.command else {
+            panic!("not render")
+        };
+        assert!(render.settings.masquerade_all);
+        assert_eq!(render.snapshot, PathBuf::from("dir"));
+    }
+
+    #[test]
+    fn cluster_cidr_is_repeatable_and_comma_separated() {
+        let cli = parse(&[
+            "render",
+            "--snapshot=d",
+            "--node=n",
+            "--cluster-cidr",
+            "10.244.0.0/16",
+            "--cluster-cidr=fd00::/48",
+            "--ipv6",
+        ]);
+        let Command::Render(render) = cli.command else {
+            panic!("not render")
+        };
+        assert_eq!(render.settings.cluster_cidr.len(), 2);
+        assert!(render.ipv6);
+    }
+
+    #[test]
+    fn nodeport_addresses_reject_garbage() {
+        assert!("10.0.0.0/8".parse::<NodePortAddress>().is_ok());
+        assert!("PRIMARY".parse::<NodePortAddress>().is_ok());
+        assert!("10.0.0.1".parse::<NodePortAddress>().is_err());
+        assert!("eth0".parse::<NodePortAddress>().is_err());
+    }
+}
