@@ -91,7 +91,8 @@ pub fn load_cluster_json_with_summary(
         return Err(ModelError::Bundle {
             path: source.to_string(),
             reason: format!(
-                "expected a Kubernetes List (an object with \"kind\": \"List\" and \"items\"), found {}; {REGENERATE_HINT}",
+                "expected a Kubernetes List (an object with \"kind\": \"List\" and \"items\"), \
+                 found {}; {REGENERATE_HINT}",
                 json_type(&document)
             ),
         });
@@ -119,7 +120,8 @@ pub fn load_cluster_json_with_summary(
             return Err(ModelError::Bundle {
                 path: source.to_string(),
                 reason: format!(
-                    "expected a Kubernetes List (an object with \"kind\": \"List\" and \"items\") or a single object with a \"kind\"; {REGENERATE_HINT}"
+                    "expected a Kubernetes List (an object with \"kind\": \"List\" and \"items\") \
+                     or a single object with a \"kind\"; {REGENERATE_HINT}"
                 ),
             });
         }

@@ -41,7 +41,8 @@ use super::{LocalDetector, ModelError, NodeContext, sloppy};
 use crate::core::rules::IpFamily;
 
 /// The advice attached to errors about `node-context.json`.
-pub const NODE_CONTEXT_HINT: &str = "it must be one JSON object such as {\"node\":\"NAME\",\"nodeIPs\":[\"IP\"],\"clusterCIDR\":\"CIDR\",\"detectLocalMode\":\"ClusterCIDR\"}";
+pub const NODE_CONTEXT_HINT: &str = "it must be one JSON object such as \
+    {\"node\":\"NAME\",\"nodeIPs\":[\"IP\"],\"clusterCIDR\":\"CIDR\",\"detectLocalMode\":\"ClusterCIDR\"}";
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -153,7 +154,8 @@ pub fn load_node_context(text: &str, source: &str) -> Result<NodeContext, ModelE
         ),
         Some(other) => {
             return Err(bad(format!(
-                "detectLocalMode {other:?} must be ClusterCIDR, NodeCIDR, BridgeInterface or InterfaceNamePrefix"
+                "detectLocalMode {other:?} must be ClusterCIDR, NodeCIDR, \
+                 BridgeInterface or InterfaceNamePrefix"
             )));
         }
     };

@@ -77,7 +77,8 @@ pub fn endpoint_slice(object: &k8s::EndpointSlice) -> Result<Converted<EndpointS
                 Some(ip) => {
                     if address_type.family() != Some(crate::core::rules::IpFamily::of(&ip)) {
                         obj.warn(format!(
-                            "endpoints[{i}].addresses[{j}] {address:?} does not match addressType {address_type:?}"
+                            "endpoints[{i}].addresses[{j}] {address:?} \
+                             does not match addressType {address_type:?}"
                         ));
                     }
                     addresses.push(ip.to_string());

@@ -103,7 +103,8 @@ pub fn service(object: &k8s::Service) -> Result<Converted<Service>, ModelError> 
                 let ip = sloppy::parse_ip(text);
                 if ip.is_none() {
                     obj.warn(format!(
-                        "status.loadBalancer.ingress[{i}].ip {text:?} is not an IP address; skipped, as kube-proxy does"
+                        "status.loadBalancer.ingress[{i}].ip {text:?} is not an IP address; \
+                         skipped, as kube-proxy does"
                     ));
                 }
                 ip
@@ -253,7 +254,8 @@ fn session_affinity(obj: &mut Obj, spec: &k8s::ServiceSpec) -> Result<Option<u32
         None | Some("") | Some("None") => return Ok(None),
         Some(other) => {
             obj.warn(format!(
-                "spec.sessionAffinity {other:?} is not None or ClientIP; treated as None, as kube-proxy does"
+                "spec.sessionAffinity {other:?} is not None or ClientIP; \
+                 treated as None, as kube-proxy does"
             ));
             return Ok(None);
         }
