@@ -3,6 +3,9 @@
 use thiserror::Error;
 
 /// Why an object or a bundle could not be turned into the model.
+///
+/// Object errors name the object as `Kind namespace/name` (`Node name` for cluster-scoped objects) and
+/// the field as its JSON path (`spec.ports[1].port`), so a user can find it in the YAML.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum ModelError {
     /// A required field is absent.
@@ -32,5 +35,42 @@ pub enum ModelError {
         path: String,
         /// What is wrong, and how to fix it.
         reason: String,
+    },
+    /// A file is not valid JSON, or its JSON does not have the expected shape at a known position.
+    #[error("{path} line {line} column {column}: {message}; {fix}")]
+    Json {
+        /// The file.
+        path: String,
+        /// The 1-based line of the problem.
+        line: usize,
+        /// The 1-based column of the problem.
+        column: usize,
+        /// What the JSON parser found.
+        message: String,
+        /// How to fix it.
+        fix: String,
+    },
+    /// An object does not match its Kubernetes schema (a field has the wrong JSON type, an unexpected
+    /// `apiVersion`, …).
+    #[error("{object}: {reason}")]
+    Schema {
+        /// `Kind namespace/name` of the object, as far as it could be read.
+        object: String,
+        /// What the deserializer reported.
+        reason: String,
+    },
+    /// One entry of a bundle's `items` could not be read or converted.
+    #[error("{path} line {line} column {column}: items[{index}]: {error}")]
+    Item {
+        /// The file.
+        path: String,
+        /// The 0-based index in `items`.
+        index: usize,
+        /// The 1-based line: of the problem when known, else of the entry's opening brace.
+        line: usize,
+        /// The 1-based column that goes with `line`.
+        column: usize,
+        /// The error, naming the object and the field.
+        error: Box<ModelError>,
     },
 }

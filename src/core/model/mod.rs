@@ -1,12 +1,17 @@
 //! Our own types for the Kubernetes objects a service proxy consumes, independent of any client library.
 //!
 //! [`convert`] builds them from k8s-openapi types; [`bundle`] loads them from a snapshot bundle's
-//! `cluster.json`. Everything downstream (plan, path, drift) works on these types only.
+//! `cluster.json`; [`settings`] reads a bundle's `node-context.json` into a [`NodeContext`]. Addresses are
+//! parsed the way kube-proxy parses them ([`sloppy`]). Everything downstream (plan, path, drift) works on
+//! these types only.
 
 pub mod bundle;
 pub mod context;
 pub mod convert;
 pub mod error;
+mod json;
+pub mod settings;
+pub mod sloppy;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -138,11 +143,12 @@ pub struct LoadBalancerIngress {
 }
 
 impl LoadBalancerIngress {
-    /// The IP the node should capture, if any: set, and not in `Proxy` mode.
+    /// The IP the node should capture, if any: set, and in `VIP` mode. As in kube-proxy, an absent
+    /// `ipMode` means `VIP`, and any other value (`Proxy`, or one the API does not define) is not captured.
     pub fn vip(&self) -> Option<IpAddr> {
         match self.ip_mode.as_deref() {
-            Some("Proxy") => None,
-            _ => self.ip,
+            None | Some("VIP") => self.ip,
+            Some(_) => None,
         }
     }
 }
@@ -273,7 +279,7 @@ impl AddressType {
 pub struct EndpointPort {
     /// The port name; `None` when absent (such a port is skipped), `Some("")` for an unnamed port.
     pub name: Option<String>,
-    /// The port number; `None` when absent (skipped).
+    /// The port number; `None` when absent or 0 (such a port is skipped).
     pub port: Option<u16>,
     /// The protocol (TCP when absent).
     pub protocol: Protocol,
@@ -293,7 +299,9 @@ pub struct ObjectRef {
 /// One endpoint of an EndpointSlice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
-    /// `addresses`; service proxies use only the first.
+    /// `addresses`; service proxies use only the first. In IPv4/IPv6 slices, addresses that parse are
+    /// normalized by kube-proxy's sloppy parse (`010.001.002.003` becomes `10.1.2.3`); others are kept
+    /// verbatim.
     pub addresses: Vec<String>,
     /// `conditions.ready` (absent means ready).
     pub ready: Option<bool>,
@@ -314,6 +322,12 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// The address a service proxy uses: `addresses[0]`, parsed sloppily as kube-proxy does. `None` when
+    /// there is no address or it is not an IP (such an endpoint gets no rules).
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.addresses.first().and_then(|a| sloppy::parse_ip(a))
+    }
+
     /// Ready: the condition is absent or true.
     pub fn is_ready(&self) -> bool {
         self.ready.unwrap_or(true)
