@@ -25,7 +25,8 @@ fn run(state: &ClusterState, ctx: &NodeContext, packet: Packet, origin: Origin) 
     let family = IpFamily::of(&packet.destination);
     let rules = plan(state, ctx, family);
     let text = render_node_dump(&rules);
-    let dump = parse_dump(&text).unwrap_or_else(|e| panic!("rendered dump does not parse: {e}\n{text}"));
+    let dump =
+        parse_dump(&text).unwrap_or_else(|e| panic!("rendered dump does not parse: {e}\n{text}"));
     trace(&dump, &packet, origin, &ctx.local_addresses)
 }
 
@@ -35,7 +36,12 @@ fn tcp(source: &str, destination: &str, port: u16) -> Packet {
 
 /// The outcome as a set (candidate order follows the ladder, which is not part of the contract).
 fn outcome(trace: &Trace) -> BTreeSet<String> {
-    trace.outcome_string().split(", ").filter(|s| !s.is_empty()).map(str::to_string).collect()
+    trace
+        .outcome_string()
+        .split(", ")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn set(items: &[&str]) -> BTreeSet<String> {
@@ -44,29 +50,57 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 
 #[track_caller]
 fn expect(trace: &Trace, want: &[&str], masquerade: Option<bool>) {
-    assert_eq!(outcome(trace), set(want), "outcome; steps: {:#?}", trace.steps);
+    assert_eq!(
+        outcome(trace),
+        set(want),
+        "outcome; steps: {:#?}",
+        trace.steps
+    );
     if let Some(masq) = masquerade {
-        assert_eq!(trace.masquerade, masq, "masquerade flag for outcome {:?}", trace.outcome_string());
+        assert_eq!(
+            trace.masquerade,
+            masq,
+            "masquerade flag for outcome {:?}",
+            trace.outcome_string()
+        );
     }
 }
 
 fn one_endpoint() -> ClusterState {
     cluster(
-        vec![service("ns1", "svc1", "172.30.0.41").port("p80", "tcp", 80).build()],
-        vec![slice("ns1", "svc1", "s1").port("p80", "tcp", 80).endpoint("10.180.0.1", "test-node", READY).build()],
+        vec![
+            service("ns1", "svc1", "172.30.0.41")
+                .port("p80", "tcp", 80)
+                .build(),
+        ],
+        vec![
+            slice("ns1", "svc1", "s1")
+                .port("p80", "tcp", 80)
+                .endpoint("10.180.0.1", "test-node", READY)
+                .build(),
+        ],
     )
 }
 
 #[test]
 fn s01_cluster_ip_single_endpoint() {
-    let t = run(&one_endpoint(), &test_node(), tcp(POD, "172.30.0.41", 80), Origin::Forwarded);
+    let t = run(
+        &one_endpoint(),
+        &test_node(),
+        tcp(POD, "172.30.0.41", 80),
+        Origin::Forwarded,
+    );
     expect(&t, &["10.180.0.1:80"], Some(false));
 }
 
 #[test]
 fn s02_cluster_ip_two_endpoints_each_half() {
     let state = cluster(
-        vec![service("ns2", "svc2", "172.30.0.44").port("p80", "tcp", 80).build()],
+        vec![
+            service("ns2", "svc2", "172.30.0.44")
+                .port("p80", "tcp", 80)
+                .build(),
+        ],
         vec![
             slice("ns2", "svc2", "s2")
                 .port("p80", "tcp", 80)
@@ -75,23 +109,40 @@ fn s02_cluster_ip_two_endpoints_each_half() {
                 .build(),
         ],
     );
-    let t = run(&state, &test_node(), tcp(POD, "172.30.0.44", 80), Origin::Forwarded);
+    let t = run(
+        &state,
+        &test_node(),
+        tcp(POD, "172.30.0.44", 80),
+        Origin::Forwarded,
+    );
     expect(&t, &["10.180.0.4:80", "10.180.0.5:80"], Some(false));
     for candidate in t.verdict.candidates() {
-        assert!((candidate.share - 0.5).abs() < 1e-6, "each endpoint gets half: {candidate:?}");
+        assert!(
+            (candidate.share - 0.5).abs() < 1e-6,
+            "each endpoint gets half: {candidate:?}"
+        );
     }
 }
 
 #[test]
 fn s03_hairpin_is_masqueraded() {
-    let t = run(&one_endpoint(), &test_node(), tcp("10.180.0.1", "172.30.0.41", 80), Origin::Forwarded);
+    let t = run(
+        &one_endpoint(),
+        &test_node(),
+        tcp("10.180.0.1", "172.30.0.41", 80),
+        Origin::Forwarded,
+    );
     expect(&t, &["10.180.0.1:80"], Some(true));
 }
 
 #[test]
 fn s04_named_port_maps_to_target_port() {
     let state = cluster(
-        vec![service("ns1", "svc1", "172.30.0.41").port("https", "tcp", 443).build()],
+        vec![
+            service("ns1", "svc1", "172.30.0.41")
+                .port("https", "tcp", 443)
+                .build(),
+        ],
         vec![
             slice("ns1", "svc1", "s1")
                 .port("https", "tcp", 8443)
@@ -100,7 +151,12 @@ fn s04_named_port_maps_to_target_port() {
                 .build(),
         ],
     );
-    let t = run(&state, &test_node(), tcp(POD, "172.30.0.41", 443), Origin::Forwarded);
+    let t = run(
+        &state,
+        &test_node(),
+        tcp(POD, "172.30.0.41", 443),
+        Origin::Forwarded,
+    );
     expect(&t, &["10.180.0.1:8443", "10.180.2.1:8443"], Some(false));
 }
 
@@ -137,8 +193,21 @@ fn s05_same_port_number_for_three_protocols() {
 fn s06_wrong_protocol_or_port_matches_nothing() {
     let ctx = test_node();
     let udp = Packet::new(ip(POD), ip("172.30.0.41"), Protocol::Udp, 80);
-    expect(&run(&one_endpoint(), &ctx, udp, Origin::Forwarded), &[], None);
-    expect(&run(&one_endpoint(), &ctx, tcp(POD, "172.30.0.41", 81), Origin::Forwarded), &[], None);
+    expect(
+        &run(&one_endpoint(), &ctx, udp, Origin::Forwarded),
+        &[],
+        None,
+    );
+    expect(
+        &run(
+            &one_endpoint(),
+            &ctx,
+            tcp(POD, "172.30.0.41", 81),
+            Origin::Forwarded,
+        ),
+        &[],
+        None,
+    );
 }
 
 #[test]
@@ -177,13 +246,23 @@ fn firewalled_lb() -> ClusterState {
                 .source_range("203.0.113.0/25")
                 .build(),
         ],
-        vec![slice("ns5", "svc5", "s5").port("p80", "tcp", 80).endpoint("10.180.0.3", "test-node", READY).build()],
+        vec![
+            slice("ns5", "svc5", "s5")
+                .port("p80", "tcp", 80)
+                .endpoint("10.180.0.3", "test-node", READY)
+                .build(),
+        ],
     )
 }
 
 #[test]
 fn s08_allowed_source_reaches_the_load_balancer() {
-    let t = run(&firewalled_lb(), &test_node(), tcp(EXTERNAL, "1.2.3.4", 80), Origin::Arriving);
+    let t = run(
+        &firewalled_lb(),
+        &test_node(),
+        tcp(EXTERNAL, "1.2.3.4", 80),
+        Origin::Arriving,
+    );
     expect(&t, &["10.180.0.3:80"], Some(true));
 }
 
@@ -192,7 +271,12 @@ fn s09_blocked_source_or_pod_is_dropped_at_the_load_balancer() {
     let ctx = test_node();
     for source in [BLOCKED, POD] {
         for lb in ["1.2.3.4", "5.6.7.8"] {
-            let t = run(&firewalled_lb(), &ctx, tcp(source, lb, 80), Origin::Arriving);
+            let t = run(
+                &firewalled_lb(),
+                &ctx,
+                tcp(source, lb, 80),
+                Origin::Arriving,
+            );
             expect(&t, &["DROP"], None);
         }
     }
@@ -200,22 +284,42 @@ fn s09_blocked_source_or_pod_is_dropped_at_the_load_balancer() {
 
 #[test]
 fn s10_node_port_ignores_source_ranges() {
-    let t = run(&firewalled_lb(), &test_node(), tcp(BLOCKED, NODE, 3001), Origin::Arriving);
+    let t = run(
+        &firewalled_lb(),
+        &test_node(),
+        tcp(BLOCKED, NODE, 3001),
+        Origin::Arriving,
+    );
     expect(&t, &["10.180.0.3:80"], Some(true));
 }
 
 #[test]
 fn s11_node_and_lb_ip_sources_are_allowed_when_a_range_holds_the_node() {
     let ctx = test_node();
-    let t = run(&firewalled_lb(), &ctx, tcp(NODE, "1.2.3.4", 80), Origin::Node);
+    let t = run(
+        &firewalled_lb(),
+        &ctx,
+        tcp(NODE, "1.2.3.4", 80),
+        Origin::Node,
+    );
     expect(&t, &["10.180.0.3:80"], Some(true));
-    let t = run(&firewalled_lb(), &ctx, tcp("1.2.3.4", "1.2.3.4", 80), Origin::Arriving);
+    let t = run(
+        &firewalled_lb(),
+        &ctx,
+        tcp("1.2.3.4", "1.2.3.4", 80),
+        Origin::Arriving,
+    );
     expect(&t, &["10.180.0.3:80"], Some(true));
 }
 
 fn node_port_two_endpoints() -> ClusterState {
     cluster(
-        vec![service("ns1", "svc1", "172.30.0.41").port("p80", "tcp", 80).node_port(3001).build()],
+        vec![
+            service("ns1", "svc1", "172.30.0.41")
+                .port("p80", "tcp", 80)
+                .node_port(3001)
+                .build(),
+        ],
         vec![
             slice("ns1", "svc1", "s1")
                 .port("p80", "tcp", 80)
@@ -228,7 +332,12 @@ fn node_port_two_endpoints() -> ClusterState {
 
 #[test]
 fn s12_localhost_node_port() {
-    let t = run(&node_port_two_endpoints(), &test_node(), tcp("127.0.0.1", "127.0.0.1", 3001), Origin::Node);
+    let t = run(
+        &node_port_two_endpoints(),
+        &test_node(),
+        tcp("127.0.0.1", "127.0.0.1", 3001),
+        Origin::Node,
+    );
     expect(&t, &["10.180.0.1:80", "10.180.2.1:80"], Some(true));
 }
 
@@ -236,7 +345,12 @@ fn s12_localhost_node_port() {
 fn s13_localhost_node_port_disabled() {
     let mut ctx = test_node();
     ctx.localhost_nodeports = false;
-    let t = run(&node_port_two_endpoints(), &ctx, tcp("127.0.0.1", "127.0.0.1", 3001), Origin::Node);
+    let t = run(
+        &node_port_two_endpoints(),
+        &ctx,
+        tcp("127.0.0.1", "127.0.0.1", 3001),
+        Origin::Node,
+    );
     expect(&t, &[], None);
 }
 
@@ -244,9 +358,19 @@ fn s13_localhost_node_port_disabled() {
 fn s14_node_port_addresses_limit_where_node_ports_answer() {
     let mut ctx = test_node();
     ctx.nodeport_addresses = vec!["192.168.0.0/24".parse().expect("cidr")];
-    let t = run(&node_port_two_endpoints(), &ctx, tcp(EXTERNAL, ALT_NODE, 3001), Origin::Arriving);
+    let t = run(
+        &node_port_two_endpoints(),
+        &ctx,
+        tcp(EXTERNAL, ALT_NODE, 3001),
+        Origin::Arriving,
+    );
     expect(&t, &[], None);
-    let t = run(&node_port_two_endpoints(), &ctx, tcp(EXTERNAL, NODE, 3001), Origin::Arriving);
+    let t = run(
+        &node_port_two_endpoints(),
+        &ctx,
+        tcp(EXTERNAL, NODE, 3001),
+        Origin::Arriving,
+    );
     expect(&t, &["10.180.0.1:80", "10.180.2.1:80"], Some(true));
 }
 
@@ -274,7 +398,12 @@ fn local_lb() -> ClusterState {
 fn s15_pods_short_circuit_external_traffic_policy_local() {
     let ctx = test_node();
     for (destination, port) in [(NODE, 3001), ("1.2.3.4", 80)] {
-        let t = run(&local_lb(), &ctx, tcp(POD, destination, port), Origin::Forwarded);
+        let t = run(
+            &local_lb(),
+            &ctx,
+            tcp(POD, destination, port),
+            Origin::Forwarded,
+        );
         expect(&t, &["10.180.0.2:80", "10.180.1.2:80"], Some(false));
     }
 }
@@ -283,7 +412,12 @@ fn s15_pods_short_circuit_external_traffic_policy_local() {
 fn s16_external_clients_get_only_local_endpoints() {
     let ctx = test_node();
     for (destination, port) in [(NODE, 3001), ("1.2.3.4", 80)] {
-        let t = run(&local_lb(), &ctx, tcp(EXTERNAL, destination, port), Origin::Arriving);
+        let t = run(
+            &local_lb(),
+            &ctx,
+            tcp(EXTERNAL, destination, port),
+            Origin::Arriving,
+        );
         expect(&t, &["10.180.0.2:80"], Some(false));
     }
 }
@@ -292,7 +426,12 @@ fn s16_external_clients_get_only_local_endpoints() {
 fn s17_node_originated_traffic_reaches_every_endpoint_masqueraded() {
     let ctx = test_node();
     for (destination, port) in [(NODE, 3001), ("1.2.3.4", 80)] {
-        let t = run(&local_lb(), &ctx, tcp(NODE, destination, port), Origin::Node);
+        let t = run(
+            &local_lb(),
+            &ctx,
+            tcp(NODE, destination, port),
+            Origin::Node,
+        );
         expect(&t, &["10.180.0.2:80", "10.180.1.2:80"], Some(true));
     }
 }
@@ -308,25 +447,45 @@ fn local_external_ip_remote_only() -> ClusterState {
                 .health_check_node_port(30000)
                 .build(),
         ],
-        vec![slice("ns1", "svc1", "s1").port("p80", "tcp", 80).endpoint("10.180.1.2", "host2", READY).build()],
+        vec![
+            slice("ns1", "svc1", "s1")
+                .port("p80", "tcp", 80)
+                .endpoint("10.180.1.2", "host2", READY)
+                .build(),
+        ],
     )
 }
 
 #[test]
 fn s18_no_local_endpoint_drops_external_traffic() {
-    let t = run(&local_external_ip_remote_only(), &test_node(), tcp(EXTERNAL, "192.168.99.11", 80), Origin::Arriving);
+    let t = run(
+        &local_external_ip_remote_only(),
+        &test_node(),
+        tcp(EXTERNAL, "192.168.99.11", 80),
+        Origin::Arriving,
+    );
     expect(&t, &["DROP"], None);
 }
 
 #[test]
 fn s19_node_traffic_to_external_ip_still_reaches_the_cluster_endpoint() {
-    let t = run(&local_external_ip_remote_only(), &test_node(), tcp(NODE, "192.168.99.11", 80), Origin::Node);
+    let t = run(
+        &local_external_ip_remote_only(),
+        &test_node(),
+        tcp(NODE, "192.168.99.11", 80),
+        Origin::Node,
+    );
     expect(&t, &["10.180.1.2:80"], Some(true));
 }
 
 #[test]
 fn s20_health_check_node_port_is_accepted() {
-    let t = run(&local_external_ip_remote_only(), &test_node(), tcp(NODE, NODE, 30000), Origin::Node);
+    let t = run(
+        &local_external_ip_remote_only(),
+        &test_node(),
+        tcp(NODE, NODE, 30000),
+        Origin::Node,
+    );
     expect(&t, &["ACCEPT"], None);
 }
 
@@ -352,13 +511,23 @@ fn internal_local() -> ClusterState {
 
 #[test]
 fn s21_internal_traffic_policy_local_from_a_pod() {
-    let t = run(&internal_local(), &test_node(), tcp(POD, "172.30.0.41", 80), Origin::Forwarded);
+    let t = run(
+        &internal_local(),
+        &test_node(),
+        tcp(POD, "172.30.0.41", 80),
+        Origin::Forwarded,
+    );
     expect(&t, &["10.180.0.3:80"], Some(false));
 }
 
 #[test]
 fn s22_internal_traffic_policy_local_from_outside() {
-    let t = run(&internal_local(), &test_node(), tcp(EXTERNAL, "172.30.0.41", 80), Origin::Arriving);
+    let t = run(
+        &internal_local(),
+        &test_node(),
+        tcp(EXTERNAL, "172.30.0.41", 80),
+        Origin::Arriving,
+    );
     expect(&t, &["10.180.0.3:80"], Some(true));
 }
 
@@ -366,14 +535,24 @@ fn s22_internal_traffic_policy_local_from_outside() {
 fn s23_internal_traffic_policy_does_not_apply_to_external_destinations() {
     let ctx = test_node();
     for (destination, port) in [(NODE, 3001), ("1.2.3.4", 80)] {
-        let t = run(&internal_local(), &ctx, tcp(POD, destination, port), Origin::Forwarded);
+        let t = run(
+            &internal_local(),
+            &ctx,
+            tcp(POD, destination, port),
+            Origin::Forwarded,
+        );
         expect(&t, &["10.180.0.3:80", "10.180.1.3:80"], Some(true));
     }
 }
 
 #[test]
 fn s24_node_to_cluster_ip_is_masqueraded() {
-    let t = run(&one_endpoint(), &test_node(), tcp(NODE, "172.30.0.41", 80), Origin::Node);
+    let t = run(
+        &one_endpoint(),
+        &test_node(),
+        tcp(NODE, "172.30.0.41", 80),
+        Origin::Node,
+    );
     expect(&t, &["10.180.0.1:80"], Some(true));
 }
 
@@ -381,7 +560,12 @@ fn s24_node_to_cluster_ip_is_masqueraded() {
 fn s25_masquerade_all_marks_pod_traffic() {
     let mut ctx = test_node();
     ctx.masquerade_all = true;
-    let t = run(&one_endpoint(), &ctx, tcp(POD, "172.30.0.41", 80), Origin::Forwarded);
+    let t = run(
+        &one_endpoint(),
+        &ctx,
+        tcp(POD, "172.30.0.41", 80),
+        Origin::Forwarded,
+    );
     expect(&t, &["10.180.0.1:80"], Some(true));
 }
 
@@ -394,9 +578,19 @@ fn without_detector() -> NodeContext {
 #[test]
 fn s26_without_a_local_detector_cluster_ips_are_not_masqueraded() {
     let ctx = without_detector();
-    let t = run(&one_endpoint(), &ctx, tcp(NODE, "172.30.0.41", 80), Origin::Node);
+    let t = run(
+        &one_endpoint(),
+        &ctx,
+        tcp(NODE, "172.30.0.41", 80),
+        Origin::Node,
+    );
     expect(&t, &["10.180.0.1:80"], Some(false));
-    let t = run(&one_endpoint(), &ctx, tcp(EXTERNAL, "172.30.0.41", 80), Origin::Arriving);
+    let t = run(
+        &one_endpoint(),
+        &ctx,
+        tcp(EXTERNAL, "172.30.0.41", 80),
+        Origin::Arriving,
+    );
     expect(&t, &["10.180.0.1:80"], Some(false));
 }
 
@@ -404,7 +598,12 @@ fn s26_without_a_local_detector_cluster_ips_are_not_masqueraded() {
 fn s27_without_a_local_detector_pods_get_no_short_circuit() {
     let ctx = without_detector();
     for (destination, port) in [(NODE, 3001), ("1.2.3.4", 80)] {
-        let t = run(&local_lb(), &ctx, tcp(POD, destination, port), Origin::Forwarded);
+        let t = run(
+            &local_lb(),
+            &ctx,
+            tcp(POD, destination, port),
+            Origin::Forwarded,
+        );
         expect(&t, &["10.180.0.2:80"], None);
     }
 }
@@ -415,7 +614,12 @@ fn terminating(endpoints: &[(&str, &str, (bool, bool, bool))]) -> ClusterState {
         slice = slice.endpoint(address, node, *conditions);
     }
     cluster(
-        vec![service("ns1", "svc1", "172.30.0.41").port("p80", "tcp", 80).load_balancer(&["1.2.3.4"]).build()],
+        vec![
+            service("ns1", "svc1", "172.30.0.41")
+                .port("p80", "tcp", 80)
+                .load_balancer(&["1.2.3.4"])
+                .build(),
+        ],
         vec![slice.build()],
     )
 }
@@ -431,8 +635,16 @@ fn s28_ready_endpoints_win_over_terminating_ones() {
     ]);
     let ctx = test_node();
     let want = ["10.0.1.1:80", "10.0.1.2:80", "10.0.1.5:80"];
-    expect(&run(&state, &ctx, tcp(POD, "172.30.0.41", 80), Origin::Forwarded), &want, Some(false));
-    expect(&run(&state, &ctx, tcp(EXTERNAL, "1.2.3.4", 80), Origin::Arriving), &want, Some(true));
+    expect(
+        &run(&state, &ctx, tcp(POD, "172.30.0.41", 80), Origin::Forwarded),
+        &want,
+        Some(false),
+    );
+    expect(
+        &run(&state, &ctx, tcp(EXTERNAL, "1.2.3.4", 80), Origin::Arriving),
+        &want,
+        Some(true),
+    );
 }
 
 #[test]
@@ -445,24 +657,59 @@ fn s29_only_serving_terminating_endpoints_are_used_as_a_fallback() {
     ]);
     let ctx = test_node();
     let want = ["10.0.1.2:80", "10.0.1.3:80", "10.0.1.5:80"];
-    expect(&run(&state, &ctx, tcp(POD, "172.30.0.41", 80), Origin::Forwarded), &want, Some(false));
-    expect(&run(&state, &ctx, tcp(EXTERNAL, "1.2.3.4", 80), Origin::Arriving), &want, Some(true));
+    expect(
+        &run(&state, &ctx, tcp(POD, "172.30.0.41", 80), Origin::Forwarded),
+        &want,
+        Some(false),
+    );
+    expect(
+        &run(&state, &ctx, tcp(EXTERNAL, "1.2.3.4", 80), Origin::Arriving),
+        &want,
+        Some(true),
+    );
 }
 
 #[test]
 fn s30_no_serving_endpoint_rejects() {
-    let state = terminating(&[("10.0.1.1", "test-node", TERMINATING), ("10.0.1.2", "host2", NOT_READY)]);
+    let state = terminating(&[
+        ("10.0.1.1", "test-node", TERMINATING),
+        ("10.0.1.2", "host2", NOT_READY),
+    ]);
     let ctx = test_node();
-    expect(&run(&state, &ctx, tcp(POD, "172.30.0.41", 80), Origin::Forwarded), &["REJECT"], None);
-    expect(&run(&state, &ctx, tcp(EXTERNAL, "1.2.3.4", 80), Origin::Arriving), &["REJECT"], None);
-    let empty = cluster(vec![service("ns1", "svc1", "172.30.0.41").port("p80", "tcp", 80).build()], vec![]);
-    expect(&run(&empty, &ctx, tcp(POD, "172.30.0.41", 80), Origin::Forwarded), &["REJECT"], None);
+    expect(
+        &run(&state, &ctx, tcp(POD, "172.30.0.41", 80), Origin::Forwarded),
+        &["REJECT"],
+        None,
+    );
+    expect(
+        &run(&state, &ctx, tcp(EXTERNAL, "1.2.3.4", 80), Origin::Arriving),
+        &["REJECT"],
+        None,
+    );
+    let empty = cluster(
+        vec![
+            service("ns1", "svc1", "172.30.0.41")
+                .port("p80", "tcp", 80)
+                .build(),
+        ],
+        vec![],
+    );
+    expect(
+        &run(&empty, &ctx, tcp(POD, "172.30.0.41", 80), Origin::Forwarded),
+        &["REJECT"],
+        None,
+    );
 }
 
 #[test]
 fn ipv6_cluster_ip_and_localhost_node_port() {
     let state = cluster(
-        vec![service("ns1", "svc1", "fd00:30::41").port("p80", "tcp", 80).node_port(3001).build()],
+        vec![
+            service("ns1", "svc1", "fd00:30::41")
+                .port("p80", "tcp", 80)
+                .node_port(3001)
+                .build(),
+        ],
         vec![
             slice("ns1", "svc1", "s1")
                 .ipv6()
@@ -473,10 +720,20 @@ fn ipv6_cluster_ip_and_localhost_node_port() {
     );
     let mut ctx = test_node();
     ctx.local_detector = LocalDetector::ClusterCidr(vec!["fd00::/48".parse().expect("cidr")]);
-    let t = run(&state, &ctx, tcp("fd00::2", "fd00:30::41", 80), Origin::Forwarded);
+    let t = run(
+        &state,
+        &ctx,
+        tcp("fd00::2", "fd00:30::41", 80),
+        Origin::Forwarded,
+    );
     expect(&t, &["[fd00:180::1]:80"], Some(false));
     let t = run(&state, &ctx, tcp("::1", "::1", 3001), Origin::Node);
     expect(&t, &[], None);
-    let t = run(&state, &ctx, tcp("2001:db8:ffff::2", "2001:db8::1", 3001), Origin::Arriving);
+    let t = run(
+        &state,
+        &ctx,
+        tcp("2001:db8:ffff::2", "2001:db8::1", 3001),
+        Origin::Arriving,
+    );
     expect(&t, &["[fd00:180::1]:80"], Some(true));
 }

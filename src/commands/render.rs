@@ -9,7 +9,10 @@ use anyhow::{Context as _, bail};
 use super::node_context::node_context;
 use super::{Context, Outcome};
 use crate::cli::{OutputFormat, RenderArgs};
+use crate::core::model::bundle::load_cluster_json;
 use crate::core::model::{ClusterState, Node};
+use crate::core::plan::plan;
+use crate::core::render::render_full;
 use crate::core::rules::IpFamily;
 use crate::output;
 
@@ -27,7 +30,7 @@ pub fn run(ctx: &Context, args: &RenderArgs) -> anyhow::Result<Outcome> {
     }
     let (path, text) = read_cluster_file(&args.snapshot)?;
     let source = path.display().to_string();
-    let state = engine::load_cluster(&text, &source)?;
+    let state = load_cluster_json(&text, &source).context("cannot load the snapshot bundle")?;
     let node = find_node(&state, &args.node, &source)?;
     let node_ctx = node_context(node, &args.settings, !args.no_localhost_nodeports)
         .with_context(|| format!("cannot render the rules of node {:?}", node.name))?;
@@ -40,7 +43,7 @@ pub fn run(ctx: &Context, args: &RenderArgs) -> anyhow::Result<Outcome> {
         tracing::warn!(node = %node.name, %family, "the node has no {family} address; rules that need it are left out");
     }
     tracing::info!(node = %node.name, %family, services = state.services.len(), "rendering");
-    let payload = engine::render_rules(&state, &node_ctx, family)?;
+    let payload = render_full(&plan(&state, &node_ctx, family));
     output::print_stdout(&payload).context("cannot write the rules to stdout")?;
     Ok(Outcome::Clean)
 }
@@ -85,43 +88,6 @@ fn find_node<'a>(state: &'a ClusterState, name: &str, source: &str) -> anyhow::R
         "{source} has no node {name:?}; pass one of its nodes with --node: {}",
         known.join(", ")
     )
-}
-
-// ===================================================================================================
-// INTEGRATION POINT: the three calls into the rule engine.
-//
-// `core::model::bundle`, `core::plan` and `core::render` are being written on their own branches.
-// When they have landed, the two bodies below become exactly:
-//
-//     load_cluster:  crate::core::model::bundle::load_cluster_json(text, source)
-//                        .context("cannot load the snapshot bundle")   // ModelError names the file/object
-//     render_rules:  Ok(crate::core::render::render_full(&crate::core::plan::plan(state, ctx, family)))
-//
-// with the signatures
-//     load_cluster_json(text: &str, source: &str) -> Result<ClusterState, ModelError>
-//     plan(&ClusterState, &NodeContext, IpFamily) -> RuleSet
-//     render_full(&RuleSet) -> String
-// ===================================================================================================
-mod engine {
-    use crate::core::model::{ClusterState, NodeContext};
-    use crate::core::rules::IpFamily;
-
-    const MISSING: &str = "this build of `render` does not include the rule engine \
-                           (core::model::bundle, core::plan, core::render)";
-
-    /// Parses a bundle's `cluster.json` (`source` names it in errors).
-    pub(super) fn load_cluster(_text: &str, _source: &str) -> anyhow::Result<ClusterState> {
-        Err(anyhow::anyhow!(MISSING))
-    }
-
-    /// Plans and renders the full iptables-restore payload of `family` for the node of `ctx`.
-    pub(super) fn render_rules(
-        _state: &ClusterState,
-        _ctx: &NodeContext,
-        _family: IpFamily,
-    ) -> anyhow::Result<String> {
-        Err(anyhow::anyhow!(MISSING))
-    }
 }
 
 #[cfg(test)]

@@ -32,11 +32,24 @@ pub fn split(text: &str) -> SavedTables {
             table = name.to_string();
             out.chains.entry(table.clone()).or_default();
         } else if let Some(decl) = line.strip_prefix(':') {
-            let name = decl.split_whitespace().next().unwrap_or_default().to_string();
-            out.chains.entry(table.clone()).or_default().entry(name).or_default();
+            let name = decl
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            out.chains
+                .entry(table.clone())
+                .or_default()
+                .entry(name)
+                .or_default();
         } else if let Some(rest) = line.strip_prefix("-A ") {
             let (chain, rule) = rest.split_once(' ').unwrap_or((rest, ""));
-            out.chains.entry(table.clone()).or_default().entry(chain.to_string()).or_default().push(rule.to_string());
+            out.chains
+                .entry(table.clone())
+                .or_default()
+                .entry(chain.to_string())
+                .or_default()
+                .push(rule.to_string());
         }
     }
     out
@@ -47,7 +60,8 @@ pub fn differences(expected: &str, actual: &str) -> Vec<String> {
     let expected = split(expected);
     let actual = split(actual);
     let mut diffs = Vec::new();
-    let tables: std::collections::BTreeSet<&String> = expected.chains.keys().chain(actual.chains.keys()).collect();
+    let tables: std::collections::BTreeSet<&String> =
+        expected.chains.keys().chain(actual.chains.keys()).collect();
     for table in tables {
         let empty = BTreeMap::new();
         let want = expected.chains.get(table).unwrap_or(&empty);
@@ -62,7 +76,11 @@ pub fn differences(expected: &str, actual: &str) -> Vec<String> {
                     if unordered {
                         let (mut ws, mut gs) = (w.clone(), g.clone());
                         if table == "nat" && name == "KUBE-SERVICES" && w.last() != g.last() {
-                            diffs.push(format!("{table} {name}: last rule differs: {:?} vs {:?}", w.last(), g.last()));
+                            diffs.push(format!(
+                                "{table} {name}: last rule differs: {:?} vs {:?}",
+                                w.last(),
+                                g.last()
+                            ));
                         }
                         ws.sort();
                         gs.sort();
@@ -73,10 +91,16 @@ pub fn differences(expected: &str, actual: &str) -> Vec<String> {
                             diffs.push(format!("{table} {name}: extra rule: {rule}"));
                         }
                         if ws.len() != gs.len() {
-                            diffs.push(format!("{table} {name}: {} rules expected, {} found", ws.len(), gs.len()));
+                            diffs.push(format!(
+                                "{table} {name}: {} rules expected, {} found",
+                                ws.len(),
+                                gs.len()
+                            ));
                         }
                     } else if w != g {
-                        diffs.push(format!("{table} {name}: rules differ\n  expected: {w:#?}\n  actual:   {g:#?}"));
+                        diffs.push(format!(
+                            "{table} {name}: rules differ\n  expected: {w:#?}\n  actual:   {g:#?}"
+                        ));
                     }
                 }
                 (None, None) => {}

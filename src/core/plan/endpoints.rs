@@ -55,27 +55,6 @@ pub fn host_port(ip: IpAddr, port: u16) -> String {
     }
 }
 
-/// Parses an endpoint address leniently: surrounding spaces and IPv4 octets with leading zeros are
-/// accepted, as Kubernetes' sloppy parser does.
-pub fn parse_endpoint_ip(text: &str) -> Option<IpAddr> {
-    let text = text.trim();
-    if let Ok(ip) = text.parse::<IpAddr>() {
-        return Some(ip);
-    }
-    let octets: Vec<&str> = text.split('.').collect();
-    if octets.len() != 4 {
-        return None;
-    }
-    let mut bytes = [0u8; 4];
-    for (slot, octet) in bytes.iter_mut().zip(&octets) {
-        if octet.is_empty() || octet.len() > 3 || !octet.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        *slot = octet.parse().ok()?;
-    }
-    Some(IpAddr::from(bytes))
-}
-
 /// The endpoints of `port` of `service` in `family`, merged across its slices, de-duplicated by
 /// `ip:port` and sorted by that string (the order of the load-balancing rules).
 pub fn endpoints_for_port(
@@ -101,11 +80,7 @@ pub fn endpoints_for_port(
             continue;
         };
         for endpoint in &slice.endpoints {
-            let Some(ip) = endpoint
-                .addresses
-                .first()
-                .and_then(|a| parse_endpoint_ip(a))
-            else {
+            let Some(ip) = endpoint.ip() else {
                 continue;
             };
             if IpFamily::of(&ip) != family {
