@@ -64,10 +64,32 @@ pub fn render_transactions(rules: &RuleSet, stale: &[String], max_rules: usize) 
     if !group.is_empty() {
         transactions.push(render_service_chains(&group, rules.family));
     }
+    // Service chains jump to KUBE-MARK-MASQ: on a fresh node the first transaction must create it, and
+    // rewriting the static nat chains whole is harmless on a node that has them.
+    if let Some(first) = transactions.first_mut() {
+        *first = with_static_nat_chains(first, rules);
+    }
     let mut last = String::new();
     write_entry_tables(&mut last, rules, false, stale);
     transactions.push(last);
     transactions
+}
+
+/// `transaction` (a nat transaction) with the static nat chains (`KUBE-POSTROUTING`,
+/// `KUBE-MARK-MASQ`) declared and written in full at its start.
+fn with_static_nat_chains(transaction: &str, rules: &RuleSet) -> String {
+    let body = transaction.strip_prefix("*nat\n").unwrap_or(transaction);
+    let mut out = String::with_capacity(transaction.len() + 512);
+    out.push_str("*nat\n");
+    let statics = rules.nat_chains.iter().filter(|c| !c.rules.is_empty());
+    for chain in statics.clone() {
+        push_line(&mut out, &chain_declaration(&chain.name, None));
+    }
+    for chain in statics {
+        write_chain_rules(&mut out, &chain.name, chain.rules.iter(), rules.family);
+    }
+    out.push_str(body);
+    out
 }
 
 /// A nat transaction that declares and fills the own chains of some services.
