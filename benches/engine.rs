@@ -40,10 +40,19 @@ fn ms(d: Duration) -> f64 {
 
 fn main() {
     let ctx = NodeContext::new("node-0", vec!["192.168.0.10".parse().expect("literal IP")]);
-    let quick = std::env::args().any(|a| a == "--quick");
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it, as a quick
+    // smoke test on small sizes.
+    let benchmarking = std::env::args().any(|a| a == "--bench");
+    let quick = !benchmarking || std::env::args().any(|a| a == "--quick");
     let runs = if quick { 3 } else { 11 };
+    let sizes: &[usize] = if benchmarking {
+        &[1_000, 10_000]
+    } else {
+        &[100, 1_000]
+    };
+    let partial_size = sizes[sizes.len() - 1];
 
-    for services in [1_000usize, 10_000] {
+    for &services in sizes {
         let state = synthetic::cluster(services, 10);
         let (median, min) = measure(runs, || render_full(&plan(&state, &ctx, IpFamily::V4)));
         let (plan_median, _) = measure(runs, || plan(&state, &ctx, IpFamily::V4));
@@ -66,13 +75,13 @@ fn main() {
         );
     }
 
-    // One endpoint of one Service changes at 10k Services: replan that Service, render the difference.
-    let services = 10_000;
+    // One endpoint of one Service changes: replan that Service, render the difference.
+    let services = partial_size;
     let mut state = synthetic::cluster(services, 10);
     let old = plan(&state, &ctx, IpFamily::V4);
     let full_size = render_full(&old).len();
-    let changed = synthetic::service(4242).id;
-    state.insert_slice(synthetic::slice(4242, 10, 1));
+    let changed = synthetic::service(services / 2).id;
+    state.insert_slice(synthetic::slice(services / 2, 10, 1));
     let mut current = old.clone();
     let (median, min) = measure(runs * 10, || {
         let after = plan_service(&state, &ctx, IpFamily::V4, current.large_cluster, &changed);
@@ -104,7 +113,7 @@ fn main() {
 
     let dump = render_node_dump(&old);
     println!(
-        "node dump at 10k services: {} lines (parse benchmark input)",
+        "node dump at {services} services: {} lines",
         dump.lines().count()
     );
     if let Some(peak) = peak_rss_mib() {
