@@ -62,8 +62,10 @@ pub struct NodeContext {
 impl NodeContext {
     /// A context with kube-proxy's defaults for a node named `node_name` with `node_ips`.
     pub fn new(node_name: impl Into<String>, node_ips: Vec<IpAddr>) -> NodeContext {
-        let mut local_addresses: Vec<IpAddr> =
-            vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from(std::net::Ipv6Addr::LOCALHOST)];
+        let mut local_addresses: Vec<IpAddr> = vec![
+            IpAddr::from([127, 0, 0, 1]),
+            IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        ];
         local_addresses.extend(node_ips.iter().copied());
         NodeContext {
             node_name: node_name.into(),
@@ -95,7 +97,10 @@ impl NodeContext {
 
     /// The node's primary IP of `family`.
     pub fn node_ip(&self, family: IpFamily) -> Option<IpAddr> {
-        self.node_ips.iter().copied().find(|ip| IpFamily::of(ip) == family)
+        self.node_ips
+            .iter()
+            .copied()
+            .find(|ip| IpFamily::of(ip) == family)
     }
 
     /// Whether localhost NodePorts apply to `family` (IPv4 only, and only when the NodePort addresses

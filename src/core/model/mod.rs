@@ -32,7 +32,10 @@ pub struct NamespacedName {
 impl NamespacedName {
     /// A name in a namespace.
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        NamespacedName { namespace: namespace.into(), name: name.into() }
+        NamespacedName {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 }
 
@@ -60,7 +63,10 @@ impl ServicePortName {
         if self.port.is_empty() {
             self.service.to_string()
         } else {
-            format!("{}/{}:{}", self.service.namespace, self.service.name, self.port)
+            format!(
+                "{}/{}:{}",
+                self.service.namespace, self.service.name, self.port
+            )
         }
     }
 }
@@ -199,12 +205,18 @@ impl Service {
 
     /// The cluster IP of `family`, if the Service has one.
     pub fn cluster_ip(&self, family: IpFamily) -> Option<IpAddr> {
-        self.cluster_ips.iter().copied().find(|ip| IpFamily::of(ip) == family)
+        self.cluster_ips
+            .iter()
+            .copied()
+            .find(|ip| IpFamily::of(ip) == family)
     }
 
     /// External IPs of `family`.
     pub fn external_ips(&self, family: IpFamily) -> impl Iterator<Item = IpAddr> + '_ {
-        self.external_ips.iter().copied().filter(move |ip| IpFamily::of(ip) == family)
+        self.external_ips
+            .iter()
+            .copied()
+            .filter(move |ip| IpFamily::of(ip) == family)
     }
 
     /// Load-balancer VIPs of `family` (ingress IPs that are set and not in Proxy mode).
@@ -225,7 +237,11 @@ impl Service {
 
     /// The port's identity for chain names and comments.
     pub fn port_name(&self, port: &ServicePort) -> ServicePortName {
-        ServicePortName { service: self.id.clone(), port: port.name.clone(), protocol: port.protocol.clone() }
+        ServicePortName {
+            service: self.id.clone(),
+            port: port.name.clone(),
+            protocol: port.protocol.clone(),
+        }
     }
 }
 
@@ -386,7 +402,11 @@ impl Node {
                 .collect()
         };
         let internal = parse("InternalIP");
-        if internal.is_empty() { parse("ExternalIP") } else { internal }
+        if internal.is_empty() {
+            parse("ExternalIP")
+        } else {
+            internal
+        }
     }
 }
 
@@ -446,7 +466,10 @@ impl ClusterState {
     }
 
     /// The EndpointSlices of one Service, in name order.
-    pub fn slices_for<'a>(&'a self, service: &'a NamespacedName) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
+    pub fn slices_for<'a>(
+        &'a self,
+        service: &'a NamespacedName,
+    ) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
         self.endpoint_slices
             .range(NamespacedName::new(service.namespace.clone(), String::new())..)
             .take_while(move |(id, _)| id.namespace == service.namespace)

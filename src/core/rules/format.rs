@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 
 use ipnet::IpNet;
 
-use super::{IpFamily, Match, MarkOp, Neg, RecentAction, RecentMatch, Rule, Target};
+use super::{IpFamily, MarkOp, Match, Neg, RecentAction, RecentMatch, Rule, Target};
 
 /// Which textual form to print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +122,9 @@ impl Words<'_> {
     fn text(&mut self, text: &str, always_quote: bool) {
         let needs_quotes = always_quote
             || text.is_empty()
-            || text.chars().any(|c| c.is_whitespace() || c == '"' || c == '\'' || c == '\\');
+            || text
+                .chars()
+                .any(|c| c.is_whitespace() || c == '"' || c == '\'' || c == '\\');
         if needs_quotes {
             let mut quoted = String::with_capacity(text.len() + 2);
             quoted.push('"');
@@ -148,7 +150,11 @@ fn write_match(words: &mut Words<'_>, m: &Match, form: Form, family: IpFamily) {
             words.word("--comment");
             words.text(text, form == Form::Save);
         }
-        Match::Proto { protocol, sport, dport } => {
+        Match::Proto {
+            protocol,
+            sport,
+            dport,
+        } => {
             words.word("-m");
             words.word(protocol.as_str());
             write_port(words, "--sport", sport.as_ref());
@@ -184,7 +190,11 @@ fn write_match(words: &mut Words<'_>, m: &Match, form: Form, family: IpFamily) {
                 }
             }
         }
-        Match::Mark { negated, value, mask } => {
+        Match::Mark {
+            negated,
+            value,
+            mask,
+        } => {
             words.word("-m");
             words.word("mark");
             words.neg(*negated);
@@ -258,7 +268,11 @@ fn write_recent(words: &mut Words<'_>, recent: &RecentMatch, form: Form, family:
                 IpFamily::V6 => "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
             };
             words.word(recent.mask.as_deref().unwrap_or(default_mask));
-            words.word(if recent.rsource == Some(false) { "--rdest" } else { "--rsource" });
+            words.word(if recent.rsource == Some(false) {
+                "--rdest"
+            } else {
+                "--rsource"
+            });
         }
     }
 }

@@ -47,7 +47,11 @@ mod tests {
             ("default/kubernetes:https", "tcp", "NPX46M4PTMTKRN6Y"),
         ];
         for (spn, proto, want) in vectors {
-            assert_eq!(service_port_chain_hash(spn, proto), want, "hash of {spn}{proto}");
+            assert_eq!(
+                service_port_chain_hash(spn, proto),
+                want,
+                "hash of {spn}{proto}"
+            );
         }
     }
 
@@ -60,17 +64,34 @@ mod tests {
             ("ns2/svc2:p8080", "tcp", "10.0.2.1:8080", "UHEGFW77JX3KXTOV"),
             ("ns5/svc5:p80", "tcp", "10.180.0.3:80", "I77PXRDZVX7PMWMN"),
             ("ns4/svc4:p8082", "tcp", "10.4.0.1:8082", "SU5STNODRYEWJAUF"),
-            ("ns3/svc3:p8081", "tcp", "203.0.113.4:8081", "RUVVH7YV3PHQBDOS"),
-            ("ns1/svc1:p80", "tcp", "[fd00:10:180::1]:80", "OGYCNMB4EMRUSJ6N"),
+            (
+                "ns3/svc3:p8081",
+                "tcp",
+                "203.0.113.4:8081",
+                "RUVVH7YV3PHQBDOS",
+            ),
+            (
+                "ns1/svc1:p80",
+                "tcp",
+                "[fd00:10:180::1]:80",
+                "OGYCNMB4EMRUSJ6N",
+            ),
         ];
         for (spn, proto, ep, want) in vectors {
-            assert_eq!(endpoint_chain_hash(spn, proto, ep), want, "hash of {spn}{proto}{ep}");
+            assert_eq!(
+                endpoint_chain_hash(spn, proto, ep),
+                want,
+                "hash of {spn}{proto}{ep}"
+            );
         }
     }
 
     #[test]
     fn chain_names_fit_the_iptables_limit() {
-        let h = service_port_chain_hash("a-very-long-namespace-name/and-a-long-service:port-name", "sctp");
+        let h = service_port_chain_hash(
+            "a-very-long-namespace-name/and-a-long-service:port-name",
+            "sctp",
+        );
         assert_eq!(h.len(), 16);
         assert!(format!("KUBE-SVC-{h}").len() <= 28);
     }

@@ -98,7 +98,11 @@ pub enum IpFamily {
 impl IpFamily {
     /// The family of an address.
     pub fn of(ip: &std::net::IpAddr) -> IpFamily {
-        if ip.is_ipv4() { IpFamily::V4 } else { IpFamily::V6 }
+        if ip.is_ipv4() {
+            IpFamily::V4
+        } else {
+            IpFamily::V6
+        }
     }
 
     /// The full-length prefix of the family (32 or 128).
@@ -175,12 +179,18 @@ pub struct Neg<T> {
 impl<T> Neg<T> {
     /// A plain (non-negated) value.
     pub fn is(value: T) -> Self {
-        Neg { negated: false, value }
+        Neg {
+            negated: false,
+            value,
+        }
     }
 
     /// A negated value (`! <option> <value>`).
     pub fn not(value: T) -> Self {
-        Neg { negated: true, value }
+        Neg {
+            negated: true,
+            value,
+        }
     }
 }
 
@@ -196,7 +206,10 @@ pub struct PortSpec {
 impl PortSpec {
     /// A single port.
     pub fn single(port: u16) -> Self {
-        PortSpec { first: port, last: port }
+        PortSpec {
+            first: port,
+            last: port,
+        }
     }
 
     /// Whether `port` falls in this spec.
@@ -425,7 +438,9 @@ pub enum Target {
 impl Target {
     /// A jump to a user chain.
     pub fn jump(chain: impl Into<String>) -> Target {
-        Target::Jump { chain: chain.into() }
+        Target::Jump {
+            chain: chain.into(),
+        }
     }
 
     /// The chain this target jumps into, if it is a jump to a user chain.
@@ -550,6 +565,9 @@ pub struct Chain {
 impl Chain {
     /// An empty chain.
     pub fn new(name: impl Into<String>) -> Chain {
-        Chain { name: name.into(), rules: Vec::new() }
+        Chain {
+            name: name.into(),
+            rules: Vec::new(),
+        }
     }
 }

@@ -32,7 +32,8 @@ pub const SEP_PREFIX: &str = "KUBE-SEP-";
 
 /// The prefixes of every per-service nat chain. A nat chain with one of them that is not in the active
 /// set is stale and gets deleted.
-pub const SERVICE_CHAIN_PREFIXES: [&str; 5] = [SVC_PREFIX, SVL_PREFIX, EXT_PREFIX, FW_PREFIX, SEP_PREFIX];
+pub const SERVICE_CHAIN_PREFIXES: [&str; 5] =
+    [SVC_PREFIX, SVL_PREFIX, EXT_PREFIX, FW_PREFIX, SEP_PREFIX];
 
 /// Whether `chain` is a per-service (or per-endpoint) nat chain by its prefix.
 pub fn is_service_chain(chain: &str) -> bool {
@@ -50,7 +51,12 @@ pub const FIXED_FILTER_CHAINS: [&str; 6] = [
 ];
 
 /// The fixed nat chains kube-proxy writes in full on every sync, in declaration order.
-pub const FIXED_NAT_CHAINS: [&str; 4] = [KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ];
+pub const FIXED_NAT_CHAINS: [&str; 4] = [
+    KUBE_SERVICES,
+    KUBE_NODEPORTS,
+    KUBE_POSTROUTING,
+    KUBE_MARK_MASQ,
+];
 
 /// Whether `chain` in `table` is one kube-proxy (and so this proxy) owns.
 pub fn is_owned_chain(table: super::Table, chain: &str) -> bool {
