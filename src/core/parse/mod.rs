@@ -1,1 +1,44 @@
-//! core::parse
+//! Reading iptables text back into typed rules: `iptables-save` dumps, `iptables-restore` payloads, and
+//! single rules.
+//!
+//! * [`parse_dump`] reads what the kernel prints (`iptables-save`, `ip6tables-save`, with or without `-c`
+//!   counters, nf_tables or legacy) and the restore text we write, into a [`Dump`](crate::core::rules::Dump).
+//! * [`parse_payload`] reads `iptables-restore` input statement by statement, `-I`/`-D`/`-X` included.
+//! * [`parse_rule`] reads the options of one rule into a [`Rule`](crate::core::rules::Rule).
+//!
+//! Every rule the kernel prints reads back into a rule that
+//! [`format::write_append`](crate::core::rules::format::write_append) prints byte for byte the same in
+//! [`Form::Save`](crate::core::rules::format::Form::Save); and the restore form of a rule reads back into a
+//! rule equal to it under [`Rule::normalized`](crate::core::rules::Rule::normalized).
+//!
+//! Known match modules and targets become typed variants. A module or target this parser does not know,
+//! or a known one using an option its typed variant cannot hold (`-m tcp --tcp-flags …`,
+//! `-j DNAT … --random`), is kept as `Other` with its words, so foreign rules (Docker, Calico, firewalld)
+//! never stop a dump from being read. Options a module does not have at all are errors.
+//!
+//! Nothing here panics, whatever the input: every error is a value carrying the line number and text.
+//!
+//! Internals, one job each: `token` splits words, `value` parses option values, `options` holds the
+//! option tables, `matches`/`targets` build typed matches and targets, `rule` walks a rule's words,
+//! `line` classifies lines, `reader` is the table/COMMIT state machine, and `dump`/`payload` build the
+//! two results.
+
+mod dump;
+mod error;
+mod line;
+mod matches;
+mod options;
+mod payload;
+mod reader;
+mod rule;
+mod targets;
+mod token;
+mod value;
+
+#[cfg(test)]
+mod fixture_tests;
+
+pub use dump::parse_dump;
+pub use error::{InputKind, ParseError, ParseErrorKind, RuleError};
+pub use payload::{ChainDecl, Op, Payload, PayloadTable, Statement, parse_payload};
+pub use rule::parse_rule;

@@ -260,6 +260,17 @@ fn write_match(words: &mut Words<'_>, m: &Match, form: Form, family: IpFamily) {
                 words.text(arg, false);
             }
         }
+        Match::Generic {
+            negated,
+            option,
+            args,
+        } => {
+            words.neg(*negated);
+            words.word(option);
+            for arg in args {
+                words.text(arg, false);
+            }
+        }
     }
 }
 
@@ -327,9 +338,13 @@ fn write_recent_timing(words: &mut Words<'_>, recent: &RecentMatch) {
 }
 
 fn write_target(words: &mut Words<'_>, target: &Target, form: Form, family: IpFamily) {
-    words.word("-j");
+    words.word(if matches!(target, Target::Goto { .. }) {
+        "-g"
+    } else {
+        "-j"
+    });
     match target {
-        Target::Jump { chain } => words.word(chain),
+        Target::Jump { chain } | Target::Goto { chain } => words.word(chain),
         Target::Accept => words.word("ACCEPT"),
         Target::Drop => words.word("DROP"),
         Target::Return => words.word("RETURN"),

@@ -364,6 +364,18 @@ pub enum Match {
         /// The module's options, as words.
         args: Vec<String>,
     },
+    /// A generic (non-`-m`) option that has no typed field in [`Rule`], such as `[!] -f` (IPv4 fragments).
+    ///
+    /// It is kept in [`Rule::matches`] at the position it was written; `iptables-save` prints it right after
+    /// `-p`, before every `-m`, which is where a parsed dump puts it.
+    Generic {
+        /// `!` before the option.
+        negated: bool,
+        /// The option as written, e.g. `-f`.
+        option: String,
+        /// Its values, as words (none for `-f`).
+        args: Vec<String>,
+    },
 }
 
 /// How a `MARK` target changes the mark.
@@ -401,6 +413,12 @@ pub enum Target {
     /// A jump to a user chain.
     Jump {
         /// The chain jumped to.
+        chain: String,
+    },
+    /// `-g CHAIN`: continue in a user chain without coming back; a `RETURN` (or the end) of that chain
+    /// returns to the chain that called the one holding this rule.
+    Goto {
+        /// The chain gone to.
         chain: String,
     },
     /// `-j ACCEPT`
@@ -447,6 +465,14 @@ impl Target {
     pub fn jump_chain(&self) -> Option<&str> {
         match self {
             Target::Jump { chain } => Some(chain),
+            _ => None,
+        }
+    }
+
+    /// The chain this target goes to, if it is a goto (`-g`).
+    pub fn goto_chain(&self) -> Option<&str> {
+        match self {
+            Target::Goto { chain } => Some(chain),
             _ => None,
         }
     }

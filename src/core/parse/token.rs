@@ -1,0 +1,219 @@
+//! Splits the options of a rule into words, the way `iptables-restore` does.
+//!
+//! * Words are separated by ASCII whitespace; runs of it count as one separator (so the two spaces of
+//!   `--nfacct-name  NAME` change nothing).
+//! * A `"` opens a quoted part that runs to the next unescaped `"`. Inside it, a backslash takes the next
+//!   character literally: `\"` is a quote, `\\` a backslash, `\'` an apostrophe (`iptables-save` escapes all
+//!   three). The closing quote ends the word, as it does for `iptables-restore`. Outside quotes a backslash
+//!   is an ordinary character.
+//! * A word that had a quoted part is marked [`Word::quoted`]: `"!"` or `"-j"` are values, never a negation
+//!   or an option.
+//!
+//! Words borrow from the input unless an escape or a quote in the middle of a word forces a copy.
+
+use std::borrow::Cow;
+
+use super::error::RuleError;
+
+/// One word of a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Word<'a> {
+    /// The text, with quotes and escapes removed.
+    pub text: Cow<'a, str>,
+    /// Whether any part of the word was quoted.
+    pub quoted: bool,
+}
+
+impl Word<'_> {
+    /// An unquoted `!`.
+    pub fn is_bang(&self) -> bool {
+        !self.quoted && self.text == "!"
+    }
+
+    /// An unquoted word that looks like an option: `-x` or `--long`.
+    pub fn is_option(&self) -> bool {
+        !self.quoted && self.text.len() >= 2 && self.text.starts_with('-')
+    }
+
+    /// The text as a `&str`.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Splits `text` into words, appending them to `out` (which is not cleared first).
+pub(crate) fn tokenize_into<'a>(text: &'a str, out: &mut Vec<Word<'a>>) -> Result<(), RuleError> {
+    let bytes = text.as_bytes();
+    let mut pos = 0;
+    loop {
+        while bytes.get(pos).is_some_and(u8::is_ascii_whitespace) {
+            pos += 1;
+        }
+        if pos >= bytes.len() {
+            return Ok(());
+        }
+        let start = pos;
+        while bytes
+            .get(pos)
+            .is_some_and(|b| !b.is_ascii_whitespace() && *b != b'"')
+        {
+            pos += 1;
+        }
+        if bytes.get(pos) != Some(&b'"') {
+            // A plain word. `start..pos` are both on ASCII bytes (or the end): char boundaries.
+            out.push(Word {
+                text: Cow::Borrowed(text.get(start..pos).unwrap_or_default()),
+                quoted: false,
+            });
+            continue;
+        }
+        let prefix = text.get(start..pos).unwrap_or_default();
+        let (word, next) = quoted_part(text, pos + 1, prefix)?;
+        out.push(word);
+        pos = next;
+    }
+}
+
+/// Reads a quoted part starting after its opening quote at `open + 1 == start`; returns the word (with
+/// `prefix` in front) and the position after the closing quote.
+fn quoted_part<'a>(
+    text: &'a str,
+    start: usize,
+    prefix: &'a str,
+) -> Result<(Word<'a>, usize), RuleError> {
+    let bytes = text.as_bytes();
+    let mut owned: Option<String> = (!prefix.is_empty()).then(|| prefix.to_string());
+    let mut segment = start;
+    let mut pos = start;
+    loop {
+        match bytes.get(pos) {
+            None => return Err(RuleError::UnterminatedQuote),
+            Some(b'"') => {
+                let last = text.get(segment..pos).unwrap_or_default();
+                let word = match owned {
+                    Some(mut s) => {
+                        s.push_str(last);
+                        Cow::Owned(s)
+                    }
+                    None => Cow::Borrowed(last),
+                };
+                return Ok((
+                    Word {
+                        text: word,
+                        quoted: true,
+                    },
+                    pos + 1,
+                ));
+            }
+            Some(b'\\') => {
+                let s = owned.get_or_insert_with(String::new);
+                s.push_str(text.get(segment..pos).unwrap_or_default());
+                // The escaped character starts right after the (one-byte) backslash.
+                let escaped = text
+                    .get(pos + 1..)
+                    .and_then(|rest| rest.chars().next())
+                    .ok_or(RuleError::UnterminatedQuote)?;
+                s.push(escaped);
+                pos += 1 + escaped.len_utf8();
+                segment = pos;
+            }
+            Some(_) => pos += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<(String, bool)> {
+        let mut out = Vec::new();
+        tokenize_into(text, &mut out).unwrap();
+        out.into_iter()
+            .map(|w| (w.text.into_owned(), w.quoted))
+            .collect()
+    }
+
+    fn plain(list: &[&str]) -> Vec<(String, bool)> {
+        list.iter().map(|w| (w.to_string(), false)).collect()
+    }
+
+    #[test]
+    fn splits_on_any_run_of_whitespace() {
+        assert_eq!(
+            words("  -m nfacct --nfacct-name  localhost_nps_accepted_pkts\t-j X "),
+            plain(&[
+                "-m",
+                "nfacct",
+                "--nfacct-name",
+                "localhost_nps_accepted_pkts",
+                "-j",
+                "X"
+            ])
+        );
+        assert!(words("").is_empty());
+        assert!(words(" \t ").is_empty());
+    }
+
+    #[test]
+    fn a_quoted_string_is_one_word() {
+        let w = words(r#"--comment "default/web:http cluster IP" -j X"#);
+        assert_eq!(w[1], ("default/web:http cluster IP".to_string(), true));
+        assert_eq!(w[2], ("-j".to_string(), false));
+    }
+
+    #[test]
+    fn escapes_inside_quotes_are_taken_literally() {
+        let w = words(r#""say \"hi\" \\ it's \'x\'""#);
+        assert_eq!(w, vec![(r#"say "hi" \ it's 'x'"#.to_string(), true)]);
+    }
+
+    #[test]
+    fn quoted_words_borrow_when_they_can() {
+        let mut out = Vec::new();
+        tokenize_into(r#"a "b c" "d\"e""#, &mut out).unwrap();
+        assert!(matches!(out[0].text, Cow::Borrowed("a")));
+        assert!(matches!(out[1].text, Cow::Borrowed("b c")));
+        assert!(matches!(out[2].text, Cow::Owned(_)));
+    }
+
+    #[test]
+    fn bang_is_its_own_word_and_a_quoted_bang_is_a_value() {
+        let mut out = Vec::new();
+        tokenize_into(r#"! -s 1.2.3.4 "!""#, &mut out).unwrap();
+        assert!(out[0].is_bang());
+        assert!(out[1].is_option());
+        assert!(!out[3].is_bang());
+        assert_eq!(out[3].as_str(), "!");
+    }
+
+    #[test]
+    fn the_closing_quote_ends_the_word_and_a_prefix_joins_it() {
+        assert_eq!(
+            words(r#"ab"c d"ef"#),
+            vec![("abc d".to_string(), true), ("ef".to_string(), false)]
+        );
+        assert_eq!(words(r#""""#), vec![(String::new(), true)]);
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_an_error() {
+        let mut out = Vec::new();
+        assert_eq!(
+            tokenize_into(r#"--comment "default/we"#, &mut out),
+            Err(RuleError::UnterminatedQuote)
+        );
+        assert_eq!(
+            tokenize_into(r#""abc\"#, &mut out),
+            Err(RuleError::UnterminatedQuote)
+        );
+    }
+
+    #[test]
+    fn multibyte_text_survives_escapes() {
+        assert_eq!(
+            words("\"é\\ü ß\" ∂"),
+            vec![("éü ß".to_string(), true), ("∂".to_string(), false)]
+        );
+    }
+}
