@@ -171,6 +171,8 @@ pub enum Mismatch {
     },
     /// `mark`: packet marks are not simulated.
     MarkHistory,
+    /// `-f`: a simulated packet is the first of its connection, never a later fragment.
+    Fragment,
 }
 
 /// Why a rule cannot be decided.
@@ -190,6 +192,11 @@ pub enum Undecidable {
     ConntrackState {
         /// The state.
         state: String,
+    },
+    /// A generic option (outside any `-m` module) the tracer does not simulate.
+    UnknownOption {
+        /// The option, e.g. `--some-option`.
+        option: String,
     },
 }
 
@@ -278,6 +285,7 @@ impl fmt::Display for Mismatch {
             Mismatch::MarkHistory => {
                 f.write_str("mark matches are not simulated (no mark history)")
             }
+            Mismatch::Fragment => f.write_str("the packet is not a fragment"),
         }
     }
 }
@@ -319,6 +327,7 @@ impl fmt::Display for Undecidable {
             Undecidable::UnknownModule { module } => {
                 write!(f, "match -m {module} is not simulated")
             }
+            Undecidable::UnknownOption { option } => write!(f, "option {option} is not simulated"),
             Undecidable::AddressType { kind } => write!(f, "addrtype {kind} is not simulated"),
             Undecidable::ConntrackState { state } => {
                 write!(f, "conntrack state {state} is not simulated")
@@ -522,6 +531,18 @@ fn match_module(m: &Match, ctx: &MatchContext<'_>) -> Field {
         }
         Match::Other { name, .. } => Field::Unknown(Undecidable::UnknownModule {
             module: name.clone(),
+        }),
+        Match::Generic {
+            negated, option, ..
+        } if option == "-f" || option == "--fragment" => {
+            if *negated {
+                Field::Yes
+            } else {
+                Field::No(Mismatch::Fragment)
+            }
+        }
+        Match::Generic { option, .. } => Field::Unknown(Undecidable::UnknownOption {
+            option: option.clone(),
         }),
     }
 }

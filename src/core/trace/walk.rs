@@ -273,6 +273,11 @@ impl<'w, 'd> Walker<'w, 'd> {
                     let returned = self.jump(step, target, probability, taken, depth, &mut out);
                     live.merge(returned);
                 }
+                Some(Target::Goto { chain: target }) => {
+                    // What comes back from a goto returns to this chain's caller.
+                    let returned = self.jump(step, target, probability, taken, depth, &mut out);
+                    out.through.merge(returned);
+                }
                 Some(Target::Mark(op)) => {
                     let marked =
                         taken.remarked(|before| self.index.mark_sets_masquerade(*op, before));
