@@ -12,11 +12,10 @@
 //!   `-X` as a statement, for callers that need them;
 //! * `-I` and `-D` do not occur in dumps and are errors.
 
-use std::collections::HashMap;
-
 use crate::core::rules::{Dump, DumpChain, DumpRule, DumpTable, IpFamily, Table};
 
 use super::error::{InputKind, ParseError, ParseErrorKind};
+use super::names::NameMap;
 use super::reader::{self, Sink, Stmt};
 
 /// Parses `iptables-save` output (with or without `-c` counters) or `iptables-restore` text into a [`Dump`].
@@ -43,10 +42,7 @@ pub fn parse_dump(text: &str) -> Result<Dump, ParseError> {
         tables: builder
             .tables
             .into_iter()
-            .map(|t| DumpTable {
-                table: t.table,
-                chains: t.chains.into_iter().flatten().collect(),
-            })
+            .map(TableBuilder::into_table)
             .collect(),
     })
 }
@@ -78,12 +74,28 @@ struct TableBuilder<'a> {
     /// Chains in declaration order; a deleted chain leaves a hole, so indices stay valid.
     chains: Vec<Option<DumpChain>>,
     /// Live chains by name.
-    index: HashMap<&'a str, usize>,
+    index: NameMap<'a, usize>,
     /// Deleted chains by name, with the `-X` line.
-    deleted: HashMap<&'a str, usize>,
+    deleted: NameMap<'a, usize>,
+    /// Rules for `chains[pending_at]` not moved there yet. `iptables-save` prints each chain's rules
+    /// together, so they are gathered here and moved once into a vector of exactly the right size.
+    pending: Vec<DumpRule>,
+    pending_at: usize,
 }
 
 impl<'a> TableBuilder<'a> {
+    fn new(table: Table, line: usize) -> Self {
+        TableBuilder {
+            table,
+            line,
+            chains: Vec::new(),
+            index: NameMap::default(),
+            deleted: NameMap::default(),
+            pending: Vec::new(),
+            pending_at: usize::MAX,
+        }
+    }
+
     fn add_chain(&mut self, chain: DumpChain, name: &'a str) -> usize {
         let at = self.chains.len();
         self.chains.push(Some(chain));
@@ -95,6 +107,37 @@ impl<'a> TableBuilder<'a> {
     fn chain_mut(&mut self, name: &str) -> Option<&mut DumpChain> {
         let at = *self.index.get(name)?;
         self.chains.get_mut(at)?.as_mut()
+    }
+
+    fn append(&mut self, at: usize, rule: DumpRule) {
+        if at != self.pending_at {
+            self.flush();
+            self.pending_at = at;
+        }
+        self.pending.push(rule);
+    }
+
+    /// Moves the pending rules into their chain.
+    fn flush(&mut self) {
+        if let Some(Some(chain)) = self.chains.get_mut(self.pending_at) {
+            if chain.rules.is_empty() {
+                chain.rules.reserve_exact(self.pending.len());
+            } else {
+                // The chain's rules are not all together (restore text may interleave them): grow
+                // geometrically so that this stays linear.
+                chain.rules.reserve(self.pending.len());
+            }
+            chain.rules.append(&mut self.pending);
+        }
+        self.pending.clear();
+    }
+
+    fn into_table(mut self) -> DumpTable {
+        self.flush();
+        DumpTable {
+            table: self.table,
+            chains: self.chains.into_iter().flatten().collect(),
+        }
     }
 }
 
@@ -111,13 +154,7 @@ impl<'a> Sink<'a> for DumpBuilder<'a> {
                 first_line: first.line,
             });
         }
-        self.tables.push(TableBuilder {
-            table,
-            line,
-            chains: Vec::new(),
-            index: HashMap::new(),
-            deleted: HashMap::new(),
-        });
+        self.tables.push(TableBuilder::new(table, line));
         Ok(())
     }
 
@@ -154,7 +191,14 @@ impl<'a> Sink<'a> for DumpBuilder<'a> {
                 rule,
                 counters,
             } => {
-                if t.chain_mut(chain).is_none() {
+                let dump_rule = DumpRule {
+                    rule,
+                    counters,
+                    line,
+                };
+                if let Some(&at) = t.index.get(chain) {
+                    t.append(at, dump_rule);
+                } else {
                     if let Some(deleted_line) = t.deleted.get(chain) {
                         return Err(ParseErrorKind::DeletedChain {
                             chain: chain.to_string(),
@@ -175,17 +219,12 @@ impl<'a> Sink<'a> for DumpBuilder<'a> {
                         rules: Vec::new(),
                         line,
                     };
-                    t.add_chain(implicit, chain);
-                }
-                if let Some(c) = t.chain_mut(chain) {
-                    c.rules.push(DumpRule {
-                        rule,
-                        counters,
-                        line,
-                    });
+                    let at = t.add_chain(implicit, chain);
+                    t.append(at, dump_rule);
                 }
             }
             Stmt::DeleteChain { chain } => {
+                t.flush();
                 if t.table.is_builtin_chain(chain) {
                     return Err(ParseErrorKind::DeleteBuiltinChain {
                         chain: chain.to_string(),
@@ -442,6 +481,112 @@ mod tests {
             let expected_text = text.lines().nth(line - 1).unwrap();
             assert_eq!(e.text, expected_text);
         }
+    }
+
+    /// A legacy-backend dump with counters, Docker- and Calico-style rules, a goto and quoted comments.
+    const FOREIGN: &str = r#"# Generated by iptables-save v1.8.7 (legacy) on Tue Mar  5 10:00:00 2024
+*filter
+:INPUT ACCEPT [1000:200000]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [900:100000]
+:DOCKER - [0:0]
+:DOCKER-ISOLATION-STAGE-1 - [0:0]
+:cali-FORWARD - [0:0]
+:cali-from-wl-dispatch - [0:0]
+:cali-fw-cali1234 - [0:0]
+[5:300] -A INPUT -p tcp -m multiport --dports 80,443 -j ACCEPT
+[0:0] -A INPUT -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m limit --limit 5/min -j LOG --log-prefix "x y" --log-level 4
+[0:0] -A INPUT -p udp ! -f -m udp --dport 53 -j DROP
+[0:0] -A INPUT -m comment --comment "say \"hi\" \\ panic" -j RETURN
+[10:600] -A FORWARD -m physdev --physdev-is-bridged -j ACCEPT
+[0:0] -A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+[0:0] -A FORWARD -j DOCKER-ISOLATION-STAGE-1
+[0:0] -A FORWARD -i cali+ -m comment --comment "cali:wUHhoiAYhphO9Mso" -j cali-FORWARD
+[0:0] -A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
+[0:0] -A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j RETURN
+[0:0] -A cali-FORWARD -m comment --comment "cali:vjrMJCRpqwy5oRoX" -j MARK --set-xmark 0x0/0xe0000
+[0:0] -A cali-FORWARD -m comment --comment "cali:A_sPAO0mcxbT9mOV" -m mark --mark 0x0/0x10000 -j cali-from-wl-dispatch
+[0:0] -A cali-from-wl-dispatch -i cali1234 -m comment --comment "cali:1" -g cali-fw-cali1234
+[0:0] -A cali-fw-cali1234 -m comment --comment "cali:2" -m set --match-set cali40s:abc src -j MARK --set-xmark 0x10000/0x10000
+[0:0] -A cali-fw-cali1234 -m comment --comment "cali:3" -m set ! --match-set cali40all-ipam-pools dst -j DROP
+COMMIT
+# Completed on Tue Mar  5 10:00:00 2024
+# Generated by iptables-save v1.8.7 (legacy) on Tue Mar  5 10:00:00 2024
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+[0:0] -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+[0:0] -A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER
+[0:0] -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
+[0:0] -A POSTROUTING -m comment --comment "cali:O3lYWMrLQYEMJtB5" -m set --match-set cali40masq-ipam-pools src -m set ! --match-set cali40all-ipam-pools dst -j MASQUERADE --random-fully
+[0:0] -A DOCKER -i docker0 -j RETURN
+[0:0] -A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80
+[0:0] -A DOCKER -p tcp -m tcp --dport 8443 -j DNAT --to-destination 172.17.0.3:443 --random
+[0:0] -A DOCKER -p tcp -m tcp --dport 9000 -j SNAT --to-source 10.0.0.1
+COMMIT
+"#;
+
+    #[test]
+    fn foreign_rules_with_counters_parse_and_print_back() {
+        use crate::core::rules::Match;
+        use crate::core::rules::format::{Form, write_append};
+
+        let dump = parse_dump(FOREIGN).unwrap();
+        assert_eq!(dump.family, IpFamily::V4);
+        assert_eq!(dump.backend.as_deref(), Some("legacy"));
+        assert_eq!(dump.rule_count(), 23);
+        let mut by_line = std::collections::HashMap::new();
+        for table in &dump.tables {
+            for chain in &table.chains {
+                for rule in &chain.rules {
+                    by_line.insert(rule.line, (chain.name.as_str(), rule));
+                }
+            }
+        }
+        for (index, line) in FOREIGN.lines().enumerate() {
+            let Some((counters, rest)) = line.split_once("] -A ") else {
+                continue;
+            };
+            let (chain, rule) = by_line[&(index + 1)];
+            assert_eq!(format!("{counters}]"), {
+                let c = rule.counters.unwrap();
+                format!("[{}:{}]", c.packets, c.bytes)
+            });
+            let mut printed = String::new();
+            write_append(&mut printed, chain, &rule.rule, Form::Save, dump.family);
+            assert_eq!(printed, format!("-A {rest}"), "line {}", index + 1);
+        }
+        let comment = &by_line[&14].1.rule;
+        assert_eq!(comment.comment(), Some(r#"say "hi" \ panic"#));
+        let goto = &by_line[&23].1.rule;
+        assert_eq!(
+            goto.target.as_ref().and_then(Target::goto_chain),
+            Some("cali-fw-cali1234")
+        );
+        // iptables-save also escapes apostrophes inside quotes.
+        let apostrophe =
+            crate::core::parse::parse_rule(r#"-m comment --comment "don\'t" -j RETURN"#);
+        assert_eq!(apostrophe.unwrap().comment(), Some("don't"));
+        let fragment = &by_line[&13].1.rule;
+        assert!(
+            matches!(&fragment.matches[0], Match::Generic { negated: true, option, .. } if option == "-f")
+        );
+        let log = &by_line[&12].1.rule;
+        assert_eq!(
+            log.target,
+            Some(Target::Other {
+                name: "LOG".into(),
+                args: vec![
+                    "--log-prefix".into(),
+                    "x y".into(),
+                    "--log-level".into(),
+                    "4".into()
+                ]
+            })
+        );
     }
 
     #[test]

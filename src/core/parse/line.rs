@@ -64,16 +64,17 @@ pub(crate) enum Line<'a> {
 
 /// Splits off the first whitespace-separated word; the rest has its leading whitespace removed.
 pub(crate) fn first_word(s: &str) -> (&str, &str) {
-    match s.find(|c: char| c.is_ascii_whitespace()) {
-        Some(at) => {
-            let (word, rest) = s.split_at(at);
-            (word, rest.trim_start())
-        }
+    match s.bytes().position(|b| b.is_ascii_whitespace()) {
+        // `at` is an ASCII byte, so both halves are on char boundaries.
+        Some(at) => (
+            s.get(..at).unwrap_or_default(),
+            s.get(at..).unwrap_or_default().trim_ascii_start(),
+        ),
         None => (s, ""),
     }
 }
 
-/// Classifies a line that has already been trimmed.
+/// Classifies a line that has already been trimmed (of ASCII whitespace).
 pub(crate) fn classify(line: &str) -> Result<Line<'_>, ParseErrorKind> {
     let Some(first) = line.chars().next() else {
         return Ok(Line::Skip);

@@ -27,6 +27,7 @@ mod dump;
 mod error;
 mod line;
 mod matches;
+mod names;
 mod options;
 mod payload;
 mod reader;

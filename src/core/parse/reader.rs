@@ -129,7 +129,7 @@ pub(crate) fn read<'a>(
             text: raw.to_string(),
             kind,
         };
-        match classify(raw.trim()).map_err(at)? {
+        match classify(raw.trim_ascii()).map_err(at)? {
             Line::Skip => {}
             Line::Header { family, backend } => meta.header(family, backend, number).map_err(at)?,
             Line::Table(name) => {

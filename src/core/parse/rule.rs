@@ -88,7 +88,8 @@ impl Generic {
 enum Ctx<'w> {
     /// Nothing yet (or after `-g`).
     None,
-    /// `-m name`; its match goes to `rule.matches[slot]` once complete.
+    /// `-m name`; its match is inserted at `rule.matches[slot]` once complete (after it, only `-f`
+    /// can have been pushed meanwhile).
     Module {
         name: &'w str,
         kind: ModuleKind,
@@ -189,7 +190,15 @@ fn non_empty<'w>(value: &'w str, option: &str, what: &str) -> Result<&'w str, Ru
 }
 
 fn walk<'w>(words: &'w [Word<'w>], events: &mut Vec<Event>) -> Result<Rule, RuleError> {
-    let mut rule = Rule::default();
+    // One allocation of the right size for the matches (a value that looks like `-m` only wastes a slot).
+    let modules = words
+        .iter()
+        .filter(|w| !w.quoted && matches!(w.as_str(), "-m" | "--match" | "-f" | "--fragment"))
+        .count();
+    let mut rule = Rule {
+        matches: Vec::with_capacity(modules),
+        ..Rule::default()
+    };
     let mut ctx = Ctx::None;
     let mut negated = false;
     let mut target_name: Option<&str> = None;
@@ -229,13 +238,10 @@ fn walk<'w>(words: &'w [Word<'w>], events: &mut Vec<Event>) -> Result<Rule, Rule
                     not_negatable(negated, option)?;
                     let name = non_empty(value_of(words, i, option)?, option, "the module name")?;
                     finish(ctx, &mut rule, events, words)?;
-                    rule.matches.push(Match::Comment {
-                        text: String::new(),
-                    });
                     ctx = Ctx::Module {
                         name,
                         kind: ModuleKind::of(name),
-                        slot: rule.matches.len() - 1,
+                        slot: rule.matches.len(),
                         contiguous: true,
                     };
                     i += 2;
@@ -359,13 +365,10 @@ fn implicit_module<'w>(rule: &mut Rule, option: &str) -> Option<Ctx<'w>> {
     };
     let kind = ModuleKind::of(name);
     options::lookup(kind.specs()?, option)?;
-    rule.matches.push(Match::Comment {
-        text: String::new(),
-    });
     Some(Ctx::Module {
         name,
         kind,
-        slot: rule.matches.len() - 1,
+        slot: rule.matches.len(),
         contiguous: false,
     })
 }
@@ -383,9 +386,7 @@ fn finish(
             name, kind, slot, ..
         } => {
             let built = matches::build(&kind, name, events, words)?;
-            if let Some(place) = rule.matches.get_mut(slot) {
-                *place = built;
-            }
+            rule.matches.insert(slot.min(rule.matches.len()), built);
         }
         Ctx::Target { name, kind, .. } => {
             rule.target = Some(targets::build(kind, name, events, words)?);
@@ -436,10 +437,15 @@ fn set_generic(
             rule.out_interface = Some(text("the interface name")?);
         }
         Generic::Protocol if rule.protocol.is_none() => {
-            let name = non_empty(value, option, "the protocol")?;
-            let protocol = match name.parse::<Protocol>() {
-                Ok(p) => p,
-                Err(never) => match never {},
+            let protocol = match non_empty(value, option, "the protocol")? {
+                // The common names without the lowercase copy `Protocol::from_str` makes.
+                "tcp" => Protocol::Tcp,
+                "udp" => Protocol::Udp,
+                "sctp" => Protocol::Sctp,
+                name => match name.parse::<Protocol>() {
+                    Ok(p) => p,
+                    Err(never) => match never {},
+                },
             };
             rule.protocol = Some(Neg {
                 negated,

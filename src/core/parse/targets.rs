@@ -13,6 +13,7 @@ use super::token::Word;
 use super::value;
 
 /// Target extensions that have no typed variant; a jump to one of these names is never a chain.
+/// Sorted, for binary search; none contains a `-`.
 const EXTENSIONS: &[&str] = &[
     "AUDIT",
     "CHECKSUM",
@@ -87,7 +88,9 @@ impl TargetKind {
             "DNAT" => TargetKind::Dnat,
             "MASQUERADE" => TargetKind::Masquerade,
             "MARK" => TargetKind::Mark,
-            _ if EXTENSIONS.contains(&name) => TargetKind::Extension,
+            _ if !name.contains('-') && EXTENSIONS.binary_search(&name).is_ok() => {
+                TargetKind::Extension
+            }
             _ => TargetKind::Chain,
         }
     }
@@ -215,4 +218,19 @@ fn mark_op<'w>(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_extension_list_is_sorted_and_has_no_dashes() {
+        assert!(EXTENSIONS.windows(2).all(|w| w[0] < w[1]));
+        assert!(EXTENSIONS.iter().all(|e| !e.contains('-')));
+        assert_eq!(TargetKind::of("LOG"), TargetKind::Extension);
+        assert_eq!(TargetKind::of("ULOG"), TargetKind::Extension);
+        assert_eq!(TargetKind::of("KUBE-SERVICES"), TargetKind::Chain);
+        assert_eq!(TargetKind::of("LOGS"), TargetKind::Chain);
+    }
 }

@@ -41,40 +41,73 @@ impl Word<'_> {
     }
 }
 
+/// What a byte means to the tokenizer.
+const PLAIN: u8 = 0;
+const SPACE: u8 = 1;
+const QUOTE: u8 = 2;
+const BACKSLASH: u8 = 3;
+
+/// The class of every byte value (bytes of multi-byte characters are all `PLAIN`).
+static CLASS: [u8; 256] = {
+    let mut table = [PLAIN; 256];
+    table[b' ' as usize] = SPACE;
+    table[b'\t' as usize] = SPACE;
+    table[b'\n' as usize] = SPACE;
+    table[0x0c] = SPACE;
+    table[b'\r' as usize] = SPACE;
+    table[b'"' as usize] = QUOTE;
+    table[b'\\' as usize] = BACKSLASH;
+    table
+};
+
+fn class(byte: u8) -> u8 {
+    CLASS[usize::from(byte)]
+}
+
+/// The position of the first byte at or after `from` for which `stop` holds, or the end.
+fn scan(bytes: &[u8], from: usize, stop: impl Fn(u8) -> bool) -> usize {
+    let mut pos = from;
+    while bytes.get(pos).is_some_and(|b| !stop(*b)) {
+        pos += 1;
+    }
+    pos
+}
+
 /// Splits `text` into words, appending them to `out` (which is not cleared first).
 pub(crate) fn tokenize_into<'a>(text: &'a str, out: &mut Vec<Word<'a>>) -> Result<(), RuleError> {
     let bytes = text.as_bytes();
     let mut pos = 0;
-    loop {
-        while bytes.get(pos).is_some_and(u8::is_ascii_whitespace) {
-            pos += 1;
+    while let Some(&first) = bytes.get(pos) {
+        match class(first) {
+            SPACE => pos += 1,
+            QUOTE => {
+                let (word, next) = quoted_part(text, pos + 1, "")?;
+                out.push(word);
+                pos = next;
+            }
+            _ => {
+                let start = pos;
+                // A backslash is ordinary outside quotes.
+                pos = scan(bytes, pos + 1, |b| matches!(class(b), SPACE | QUOTE));
+                // `start` and `pos` sit on ASCII bytes (or the end), so they are char boundaries.
+                let plain = text.get(start..pos).unwrap_or_default();
+                if bytes.get(pos) == Some(&b'"') {
+                    let (word, next) = quoted_part(text, pos + 1, plain)?;
+                    out.push(word);
+                    pos = next;
+                } else {
+                    out.push(Word {
+                        text: Cow::Borrowed(plain),
+                        quoted: false,
+                    });
+                }
+            }
         }
-        if pos >= bytes.len() {
-            return Ok(());
-        }
-        let start = pos;
-        while bytes
-            .get(pos)
-            .is_some_and(|b| !b.is_ascii_whitespace() && *b != b'"')
-        {
-            pos += 1;
-        }
-        if bytes.get(pos) != Some(&b'"') {
-            // A plain word. `start..pos` are both on ASCII bytes (or the end): char boundaries.
-            out.push(Word {
-                text: Cow::Borrowed(text.get(start..pos).unwrap_or_default()),
-                quoted: false,
-            });
-            continue;
-        }
-        let prefix = text.get(start..pos).unwrap_or_default();
-        let (word, next) = quoted_part(text, pos + 1, prefix)?;
-        out.push(word);
-        pos = next;
     }
+    Ok(())
 }
 
-/// Reads a quoted part starting after its opening quote at `open + 1 == start`; returns the word (with
+/// Reads a quoted part that starts at `start` (just after its opening quote); returns the word (with
 /// `prefix` in front) and the position after the closing quote.
 fn quoted_part<'a>(
     text: &'a str,
@@ -86,16 +119,17 @@ fn quoted_part<'a>(
     let mut segment = start;
     let mut pos = start;
     loop {
+        pos = scan(bytes, pos, |b| matches!(class(b), QUOTE | BACKSLASH));
+        let piece = text.get(segment..pos).unwrap_or_default();
         match bytes.get(pos) {
             None => return Err(RuleError::UnterminatedQuote),
             Some(b'"') => {
-                let last = text.get(segment..pos).unwrap_or_default();
                 let word = match owned {
                     Some(mut s) => {
-                        s.push_str(last);
+                        s.push_str(piece);
                         Cow::Owned(s)
                     }
-                    None => Cow::Borrowed(last),
+                    None => Cow::Borrowed(piece),
                 };
                 return Ok((
                     Word {
@@ -105,10 +139,10 @@ fn quoted_part<'a>(
                     pos + 1,
                 ));
             }
-            Some(b'\\') => {
+            Some(_) => {
+                // A backslash: the next character, whatever it is, is taken literally.
                 let s = owned.get_or_insert_with(String::new);
-                s.push_str(text.get(segment..pos).unwrap_or_default());
-                // The escaped character starts right after the (one-byte) backslash.
+                s.push_str(piece);
                 let escaped = text
                     .get(pos + 1..)
                     .and_then(|rest| rest.chars().next())
@@ -117,7 +151,6 @@ fn quoted_part<'a>(
                 pos += 1 + escaped.len_utf8();
                 segment = pos;
             }
-            Some(_) => pos += 1,
         }
     }
 }

@@ -2,9 +2,9 @@
 //!
 //! Each returns a plain reason string on failure; the caller wraps it with the option and value.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 
 use crate::core::rules::{Counters, PortSpec, Probability};
 
@@ -12,6 +12,9 @@ use crate::core::rules::{Counters, PortSpec, Probability};
 ///
 /// Host bits are cleared, as the kernel does: `10.0.0.1/8` is stored, and printed back, as `10.0.0.0/8`.
 pub(crate) fn address(text: &str) -> Result<IpNet, String> {
+    if let Some(net) = ipv4_net(text) {
+        return Ok(net);
+    }
     if text.contains(',') {
         return Err(
             "several addresses in one rule are not supported here: write one rule per address"
@@ -41,6 +44,52 @@ pub(crate) fn address(text: &str) -> Result<IpNet, String> {
     IpNet::new(addr, len)
         .map(|net| net.trunc())
         .map_err(|e| e.to_string())
+}
+
+/// The common case, `A.B.C.D` or `A.B.C.D/LEN` in plain decimal, read byte by byte; `None` for anything
+/// else (which then goes the long way, and gets its error message there).
+fn ipv4_net(text: &str) -> Option<IpNet> {
+    let bytes = text.as_bytes();
+    let mut octets = [0u8; 4];
+    let mut pos = 0;
+    for (i, octet) in octets.iter_mut().enumerate() {
+        if i > 0 {
+            if bytes.get(pos) != Some(&b'.') {
+                return None;
+            }
+            pos += 1;
+        }
+        (*octet, pos) = small_decimal(bytes, pos)?;
+    }
+    let len = match bytes.get(pos) {
+        None => 32,
+        Some(b'/') => match small_decimal(bytes, pos + 1)? {
+            (len, end) if end == bytes.len() && len <= 32 => len,
+            _ => return None,
+        },
+        Some(_) => return None,
+    };
+    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    let bits = u32::from(Ipv4Addr::from(octets)) & mask;
+    Ipv4Net::new(Ipv4Addr::from(bits), len).ok().map(IpNet::V4)
+}
+
+/// A number from 0 to 255 at `pos`, written without leading zeros; returns it and the position after.
+fn small_decimal(bytes: &[u8], pos: usize) -> Option<(u8, usize)> {
+    let mut value: u32 = 0;
+    let mut end = pos;
+    while let Some(digit) = bytes.get(end).filter(|b| b.is_ascii_digit()) {
+        value = value * 10 + u32::from(digit - b'0');
+        end += 1;
+        if end - pos > 3 {
+            return None;
+        }
+    }
+    let digits = end - pos;
+    if digits == 0 || (digits > 1 && bytes.get(pos) == Some(&b'0')) {
+        return None;
+    }
+    Some((u8::try_from(value).ok()?, end))
 }
 
 /// The prefix length of a dotted (or colon-hex) network mask of the same family as `addr`.
@@ -169,6 +218,46 @@ mod tests {
             "10.1.0.0/16"
         );
         assert_eq!(address("0.0.0.0/0").unwrap().to_string(), "0.0.0.0/0");
+    }
+
+    #[test]
+    fn the_ipv4_fast_path_agrees_with_the_general_parser() {
+        for text in [
+            "1.2.3.4",
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.0.1/8",
+            "10.0.0.1/0",
+            "10.0.0.1/32",
+            "10.0.0.1/33",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1.2.3.256",
+            "1.2.3.4/",
+            "1.2.3.4/08",
+            "1..3.4",
+            "1.2.3.4/255.0.0.0",
+            "::1",
+            "a.b.c.d",
+            "1.2.3.+4",
+            "1.2.3.4/-1",
+        ] {
+            let general = || -> Option<IpNet> {
+                let (a, p) = text.split_once('/').unwrap_or((text, "32"));
+                let addr: Ipv4Addr = a.parse().ok()?;
+                if p.len() > 1 && p.starts_with('0') {
+                    return None;
+                }
+                Some(IpNet::V4(Ipv4Net::new(addr, p.parse().ok()?).ok()?.trunc()))
+            };
+            if let Some(fast) = ipv4_net(text) {
+                assert_eq!(Some(fast), general(), "{text}");
+                assert_eq!(address(text), Ok(fast), "{text}");
+            }
+        }
+        assert!(ipv4_net("10.1.2.3/16").is_some());
+        assert!(ipv4_net("10.1.2.3").is_some());
     }
 
     #[test]
