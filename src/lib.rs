@@ -10,4 +10,5 @@ pub mod commands;
 pub mod core;
 pub mod iptables;
 pub mod output;
+pub mod proxy;
 pub mod synthetic;
