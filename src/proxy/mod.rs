@@ -2,3 +2,5 @@
 //! plan, and reports health, metrics and debug views over HTTP.
 
 pub mod events;
+pub mod syncer;
+pub mod tracker;

@@ -24,7 +24,9 @@ use crate::core::rules::names::{
 use crate::core::rules::{IpFamily, Rule, Table};
 
 pub use node_dump::render_node_dump;
-pub use partial::{PartialRenderError, render_partial, render_service_update};
+pub use partial::{
+    PartialRenderError, render_partial, render_service_update, render_service_updates,
+};
 
 /// One whole `iptables-restore --noflush` payload: `*filter` then `*nat`.
 pub fn render_full(rules: &RuleSet) -> String {

@@ -64,6 +64,32 @@ pub fn render_partial(
     Ok(edits.render(new.family))
 }
 
+/// One payload for several Services whose ports changed, each given as (before, after) like
+/// [`render_service_update`]. An empty string means nothing changed.
+pub fn render_service_updates(
+    family: crate::core::rules::IpFamily,
+    updates: &[(
+        Vec<(ServicePortName, ServiceRules)>,
+        Vec<(ServicePortName, ServiceRules)>,
+    )],
+) -> String {
+    let maps: Vec<_> = updates
+        .iter()
+        .map(|(before, after)| {
+            let before: BTreeMap<&ServicePortName, &ServiceRules> =
+                before.iter().map(|(n, r)| (n, r)).collect();
+            let after: BTreeMap<&ServicePortName, &ServiceRules> =
+                after.iter().map(|(n, r)| (n, r)).collect();
+            (before, after)
+        })
+        .collect();
+    let mut edits = Edits::default();
+    for (before, after) in &maps {
+        edits.add_service(before, after);
+    }
+    edits.render(family)
+}
+
 /// The payload for one Service whose ports changed from `before` to `after` (as returned by
 /// [`RuleSet::replace_service`] and [`crate::core::plan::plan_service`]). The caller guarantees the fixed
 /// chains and large-cluster mode are unchanged; an empty string means nothing changed.

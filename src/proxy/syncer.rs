@@ -1,0 +1,270 @@
+//! Keeps one IP family's rules in the kernel equal to the plan.
+//!
+//! A full sync ensures the canaries and the jumps from the built-in chains, plans everything, and
+//! applies it as bounded `iptables-restore --noflush` transactions of whole Services followed by one
+//! switch of the entry chains (which also deletes stale chains). A partial sync replans only the changed
+//! Services and applies one payload with just their chains and the entry-chain rules that changed. Any
+//! failure leaves the kernel state unknown, so the next sync is a full one.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use crate::core::model::{ClusterState, NamespacedName, NodeContext};
+use crate::core::parse::parse_dump;
+use crate::core::plan::{RuleSet, jump_rules, plan, plan_service};
+use crate::core::render::{render_service_updates, render_transactions};
+use crate::core::rules::names::is_service_chain;
+use crate::core::rules::{IpFamily, Table};
+use crate::iptables::{Iptables, IptablesError};
+
+/// Largest number of per-service rules in one restore transaction of a full sync.
+pub const DEFAULT_TRANSACTION_RULES: usize = 4000;
+
+/// Whether a sync rewrote everything or only what changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncKind {
+    /// Every owned chain was written.
+    Full,
+    /// Only changed Services' chains and entry rules were written.
+    Partial,
+}
+
+/// What a successful sync did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncOutcome {
+    /// Full or partial.
+    pub kind: SyncKind,
+    /// How long it took, planning included.
+    pub duration: Duration,
+    /// The payloads applied, in order (empty when nothing changed).
+    pub payloads: Vec<String>,
+    /// Rules in the whole ruleset now: (filter, nat).
+    pub total_rules: (usize, usize),
+    /// Services with a Local policy and no local endpoint: (internal, external).
+    pub no_local_endpoints: (usize, usize),
+    /// Stale chains deleted.
+    pub stale_chains: usize,
+}
+
+/// Why a sync failed.
+#[derive(Debug, Error)]
+pub enum SyncError {
+    /// An iptables command failed.
+    #[error("{kind:?} sync of {family} rules failed: {source}")]
+    Iptables {
+        /// The family.
+        family: IpFamily,
+        /// Full or partial.
+        kind: SyncKind,
+        /// The failure.
+        #[source]
+        source: IptablesError,
+    },
+}
+
+/// The sync state of one family.
+#[derive(Debug)]
+pub struct FamilySyncer {
+    tools: Iptables,
+    transaction_rules: usize,
+    /// What the kernel holds after the last successful sync; `None` when unknown.
+    current: Option<RuleSet>,
+    last_full: Option<Instant>,
+}
+
+impl FamilySyncer {
+    /// A syncer driving `tools` (whose family it manages).
+    pub fn new(tools: Iptables) -> FamilySyncer {
+        FamilySyncer {
+            tools,
+            transaction_rules: DEFAULT_TRANSACTION_RULES,
+            current: None,
+            last_full: None,
+        }
+    }
+
+    /// Overrides the size of full-sync transactions.
+    pub fn with_transaction_rules(mut self, rules: usize) -> FamilySyncer {
+        self.transaction_rules = rules.max(1);
+        self
+    }
+
+    /// The family.
+    pub fn family(&self) -> IpFamily {
+        self.tools.family()
+    }
+
+    /// The iptables tools in use.
+    pub fn tools(&self) -> &Iptables {
+        &self.tools
+    }
+
+    /// The ruleset the kernel holds, as far as this syncer knows.
+    pub fn current(&self) -> Option<&RuleSet> {
+        self.current.as_ref()
+    }
+
+    /// When the last full sync succeeded.
+    pub fn last_full(&self) -> Option<Instant> {
+        self.last_full
+    }
+
+    /// Forgets what the kernel holds, so the next sync is full (after a flush, for example).
+    pub fn invalidate(&mut self) {
+        self.current = None;
+    }
+
+    /// Syncs: partially when possible (the kernel state is known and only `changed` Services need
+    /// work), else fully. `force_full` always does a full sync.
+    pub fn sync(
+        &mut self,
+        state: &ClusterState,
+        ctx: &NodeContext,
+        changed: &BTreeSet<NamespacedName>,
+        force_full: bool,
+    ) -> Result<SyncOutcome, SyncError> {
+        let start = Instant::now();
+        if !force_full && let Some(current) = self.current.take() {
+            match self.partial(state, ctx, changed, current, start) {
+                Ok(Some(outcome)) => return Ok(outcome),
+                Ok(None) => {} // the change needs a full sync
+                Err(e) => return Err(e),
+            }
+        }
+        self.full(state, ctx, start)
+    }
+
+    fn full(
+        &mut self,
+        state: &ClusterState,
+        ctx: &NodeContext,
+        start: Instant,
+    ) -> Result<SyncOutcome, SyncError> {
+        let family = self.family();
+        let fail = |source| SyncError::Iptables {
+            family,
+            kind: SyncKind::Full,
+            source,
+        };
+        self.current = None;
+        self.tools.ensure_canaries().map_err(fail)?;
+        self.tools.ensure_jumps(&jump_rules()).map_err(fail)?;
+        let rules = plan(state, ctx, family);
+        let stale = match self.tools.save_table(Table::Nat) {
+            Ok(text) => match parse_dump(&text) {
+                Ok(dump) => {
+                    let existing = dump
+                        .table(Table::Nat)
+                        .into_iter()
+                        .flat_map(|t| &t.chains)
+                        .map(|c| c.name.as_str());
+                    rules.stale_chains(existing.filter(|name| is_service_chain(name)))
+                }
+                Err(e) => {
+                    tracing::warn!(%family, error = %e, "cannot parse iptables-save output; stale chains are kept until the next full sync");
+                    Vec::new()
+                }
+            },
+            Err(e) => {
+                tracing::warn!(%family, error = %e, "cannot list chains; stale chains are kept until the next full sync");
+                Vec::new()
+            }
+        };
+        let payloads = render_transactions(&rules, &stale, self.transaction_rules);
+        for payload in &payloads {
+            self.tools.restore(payload).map_err(fail)?;
+        }
+        let outcome = SyncOutcome {
+            kind: SyncKind::Full,
+            duration: start.elapsed(),
+            payloads,
+            total_rules: rules.rule_counts(),
+            no_local_endpoints: no_local_counts(&rules),
+            stale_chains: stale.len(),
+        };
+        self.current = Some(rules);
+        self.last_full = Some(Instant::now());
+        Ok(outcome)
+    }
+
+    /// A partial sync, or `None` when the change needs a full one (settings or large-cluster mode
+    /// changed). On failure the kernel state is unknown and `current` stays empty.
+    fn partial(
+        &mut self,
+        state: &ClusterState,
+        ctx: &NodeContext,
+        changed: &BTreeSet<NamespacedName>,
+        mut current: RuleSet,
+        start: Instant,
+    ) -> Result<Option<SyncOutcome>, SyncError> {
+        let family = self.family();
+        // Settings that shape the fixed chains changed: only a full sync rewrites those.
+        let probe = plan(&ClusterState::default(), ctx, family);
+        if probe.filter_chains != current.filter_chains
+            || probe.nat_chains != current.nat_chains
+            || probe.services_tail != current.services_tail
+        {
+            return Ok(None);
+        }
+        let mut updates = Vec::with_capacity(changed.len());
+        for service in changed {
+            let after = plan_service(state, ctx, family, current.large_cluster, service);
+            let before = current.replace_service(service, after.clone());
+            updates.push((before, after));
+        }
+        let total_endpoints: usize = current.services.values().map(|s| s.endpoint_count).sum();
+        if (total_endpoints > ctx.large_cluster_threshold) != current.large_cluster {
+            return Ok(None);
+        }
+        let payload = render_service_updates(family, &updates);
+        if !payload.is_empty()
+            && let Err(source) = self.tools.restore(&payload)
+        {
+            return Err(SyncError::Iptables {
+                family,
+                kind: SyncKind::Partial,
+                source,
+            });
+        }
+        let outcome = SyncOutcome {
+            kind: SyncKind::Partial,
+            duration: start.elapsed(),
+            payloads: if payload.is_empty() {
+                Vec::new()
+            } else {
+                vec![payload]
+            },
+            total_rules: current.rule_counts(),
+            no_local_endpoints: no_local_counts(&current),
+            stale_chains: 0,
+        };
+        self.current = Some(current);
+        Ok(Some(outcome))
+    }
+
+    /// Whether every canary chain still exists; `false` means the tables were flushed.
+    pub fn canaries_present(&self) -> Result<bool, IptablesError> {
+        for table in [Table::Mangle, Table::Nat, Table::Filter] {
+            if !self.tools.canary_exists(table)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+fn no_local_counts(rules: &RuleSet) -> (usize, usize) {
+    let internal = rules
+        .services
+        .values()
+        .filter(|s| s.no_local_internal)
+        .count();
+    let external = rules
+        .services
+        .values()
+        .filter(|s| s.no_local_external)
+        .count();
+    (internal, external)
+}

@@ -1,0 +1,354 @@
+//! The proxy's view of the cluster, updated from watch events, with the Services each event touched.
+//!
+//! Pure: no I/O and no clock. The sync loop asks it which Services changed since the last successful
+//! sync, and whether the node itself changed in a way that needs a full sync.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::events::{ClusterEvent, WatchEvent};
+use crate::core::model::{ClusterState, EndpointSlice, NamespacedName, Node, Service};
+
+/// Which kinds have delivered their initial list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Synced {
+    /// Services listed.
+    pub services: bool,
+    /// EndpointSlices listed.
+    pub endpoint_slices: bool,
+    /// The Node listed (it may not exist).
+    pub node: bool,
+}
+
+impl Synced {
+    /// Every kind has been listed: the first sync may run.
+    pub fn all(&self) -> bool {
+        self.services && self.endpoint_slices && self.node
+    }
+}
+
+/// Cluster state plus the changes not yet synced.
+#[derive(Debug, Default)]
+pub struct ChangeTracker {
+    state: ClusterState,
+    synced: Synced,
+    dirty: BTreeSet<NamespacedName>,
+    node_changed: bool,
+    service_changes: u64,
+    endpoint_changes: u64,
+}
+
+impl ChangeTracker {
+    /// An empty tracker.
+    pub fn new() -> ChangeTracker {
+        ChangeTracker::default()
+    }
+
+    /// The current cluster state.
+    pub fn state(&self) -> &ClusterState {
+        &self.state
+    }
+
+    /// Which kinds are listed.
+    pub fn synced(&self) -> Synced {
+        self.synced
+    }
+
+    /// This node's object, if it exists.
+    pub fn node(&self) -> Option<&Node> {
+        self.state.nodes.values().next()
+    }
+
+    /// Services changed since [`ChangeTracker::take_changes`] was last called.
+    pub fn pending(&self) -> usize {
+        self.dirty.len()
+    }
+
+    /// Whether the node changed in a way that changes every Service's rules (labels, pod CIDRs,
+    /// addresses) since the last [`ChangeTracker::take_changes`].
+    pub fn node_changed(&self) -> bool {
+        self.node_changed
+    }
+
+    /// Counts of Service and EndpointSlice changes seen so far (for metrics).
+    pub fn change_totals(&self) -> (u64, u64) {
+        (self.service_changes, self.endpoint_changes)
+    }
+
+    /// The Services changed since the last call, and whether the node changed; resets both.
+    pub fn take_changes(&mut self) -> (BTreeSet<NamespacedName>, bool) {
+        (
+            std::mem::take(&mut self.dirty),
+            std::mem::take(&mut self.node_changed),
+        )
+    }
+
+    /// Puts changes back after a failed sync, so the next attempt covers them.
+    pub fn restore_changes(&mut self, services: BTreeSet<NamespacedName>, node_changed: bool) {
+        self.dirty.extend(services);
+        self.node_changed |= node_changed;
+    }
+
+    /// Applies one watch event.
+    pub fn apply(&mut self, event: ClusterEvent) {
+        match event {
+            ClusterEvent::Services(event) => self.apply_services(event),
+            ClusterEvent::EndpointSlices(event) => self.apply_slices(event),
+            ClusterEvent::Node(event) => self.apply_node(event),
+        }
+    }
+
+    fn apply_services(&mut self, event: WatchEvent<Service>) {
+        match event {
+            WatchEvent::Applied(svc) => {
+                if self.state.services.get(&svc.id) != Some(&svc) {
+                    self.service_changes += 1;
+                    self.dirty.insert(svc.id.clone());
+                    self.state.insert_service(svc);
+                }
+            }
+            WatchEvent::Deleted(svc) => {
+                if self.state.services.remove(&svc.id).is_some() {
+                    self.service_changes += 1;
+                    self.dirty.insert(svc.id);
+                }
+            }
+            WatchEvent::Relisted(all) => {
+                let fresh: BTreeMap<NamespacedName, Service> =
+                    all.into_iter().map(|s| (s.id.clone(), s)).collect();
+                for (id, old) in &self.state.services {
+                    if fresh.get(id) != Some(old) {
+                        self.dirty.insert(id.clone());
+                    }
+                }
+                for id in fresh.keys() {
+                    if !self.state.services.contains_key(id) {
+                        self.dirty.insert(id.clone());
+                    }
+                }
+                self.service_changes += 1;
+                self.state.services = fresh;
+                self.synced.services = true;
+            }
+        }
+    }
+
+    fn apply_slices(&mut self, event: WatchEvent<EndpointSlice>) {
+        match event {
+            WatchEvent::Applied(slice) => {
+                let old = self.state.endpoint_slices.get(&slice.id);
+                if old != Some(&slice) {
+                    if let Some(old) = old {
+                        // A slice moved to another Service (label edited): both are affected.
+                        self.dirty.insert(old.service());
+                    }
+                    self.endpoint_changes += 1;
+                    self.dirty.insert(slice.service());
+                    self.state.insert_slice(slice);
+                }
+            }
+            WatchEvent::Deleted(slice) => {
+                if let Some(old) = self.state.endpoint_slices.remove(&slice.id) {
+                    self.endpoint_changes += 1;
+                    self.dirty.insert(old.service());
+                }
+            }
+            WatchEvent::Relisted(all) => {
+                let fresh: BTreeMap<NamespacedName, EndpointSlice> =
+                    all.into_iter().map(|s| (s.id.clone(), s)).collect();
+                for (id, old) in &self.state.endpoint_slices {
+                    if fresh.get(id) != Some(old) {
+                        self.dirty.insert(old.service());
+                    }
+                }
+                for (id, slice) in &fresh {
+                    if self.state.endpoint_slices.get(id) != Some(slice) {
+                        self.dirty.insert(slice.service());
+                    }
+                }
+                self.endpoint_changes += 1;
+                self.state.endpoint_slices = fresh;
+                self.synced.endpoint_slices = true;
+            }
+        }
+    }
+
+    fn apply_node(&mut self, event: WatchEvent<Node>) {
+        let before = self.node().cloned();
+        match event {
+            WatchEvent::Applied(node) => {
+                self.state.nodes.clear();
+                self.state.insert_node(node);
+            }
+            WatchEvent::Deleted(_) => self.state.nodes.clear(),
+            WatchEvent::Relisted(nodes) => {
+                self.state.nodes.clear();
+                for node in nodes {
+                    self.state.insert_node(node);
+                }
+                self.synced.node = true;
+            }
+        }
+        let after = self.node();
+        let rules_relevant = |n: Option<&Node>| {
+            n.map(|n| (n.labels.clone(), n.pod_cidrs.clone(), n.addresses.clone()))
+        };
+        if rules_relevant(before.as_ref()) != rules_relevant(after) {
+            self.node_changed = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::core::model::{AddressType, ServiceType, TrafficPolicy};
+
+    fn svc(name: &str, ip: &str) -> Service {
+        Service {
+            id: NamespacedName::new("ns", name),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            service_type: ServiceType::ClusterIP,
+            cluster_ips: vec![ip.parse().unwrap()],
+            headless: false,
+            ports: Vec::new(),
+            external_ips: Vec::new(),
+            load_balancer_ingress: Vec::new(),
+            load_balancer_source_ranges: Vec::new(),
+            external_traffic_policy: TrafficPolicy::Cluster,
+            internal_traffic_policy: TrafficPolicy::Cluster,
+            session_affinity_timeout: None,
+            health_check_node_port: None,
+            selector: BTreeMap::new(),
+            external_name: None,
+        }
+    }
+
+    fn slice(name: &str, service: &str) -> EndpointSlice {
+        EndpointSlice {
+            id: NamespacedName::new("ns", name),
+            service_name: service.into(),
+            labels: BTreeMap::new(),
+            address_type: AddressType::IPv4,
+            ports: Vec::new(),
+            endpoints: Vec::new(),
+            last_change_trigger_time: None,
+        }
+    }
+
+    fn node(zone: &str) -> Node {
+        Node {
+            name: "n1".into(),
+            labels: [("topology.kubernetes.io/zone".to_string(), zone.to_string())].into(),
+            pod_cidrs: Vec::new(),
+            addresses: Vec::new(),
+            taints: Vec::new(),
+            being_deleted: false,
+        }
+    }
+
+    fn names(set: &BTreeSet<NamespacedName>) -> Vec<String> {
+        set.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn synced_only_after_every_kind_is_listed() {
+        let mut t = ChangeTracker::new();
+        t.apply(ClusterEvent::Services(WatchEvent::Relisted(vec![svc(
+            "a",
+            "10.96.0.1",
+        )])));
+        t.apply(ClusterEvent::EndpointSlices(WatchEvent::Relisted(vec![])));
+        assert!(!t.synced().all());
+        t.apply(ClusterEvent::Node(WatchEvent::Relisted(vec![])));
+        assert!(t.synced().all());
+    }
+
+    #[test]
+    fn changes_mark_their_services_and_unchanged_applies_do_not() {
+        let mut t = ChangeTracker::new();
+        t.apply(ClusterEvent::Services(WatchEvent::Relisted(vec![
+            svc("a", "10.96.0.1"),
+            svc("b", "10.96.0.2"),
+        ])));
+        assert_eq!(names(&t.take_changes().0), ["ns/a", "ns/b"]);
+        t.apply(ClusterEvent::Services(WatchEvent::Applied(svc(
+            "a",
+            "10.96.0.1",
+        ))));
+        assert_eq!(
+            t.pending(),
+            0,
+            "re-applying an identical object changes nothing"
+        );
+        t.apply(ClusterEvent::EndpointSlices(WatchEvent::Applied(slice(
+            "b-1", "b",
+        ))));
+        t.apply(ClusterEvent::Services(WatchEvent::Deleted(svc(
+            "a",
+            "10.96.0.1",
+        ))));
+        assert_eq!(names(&t.take_changes().0), ["ns/a", "ns/b"]);
+        assert!(
+            !t.state()
+                .services
+                .contains_key(&NamespacedName::new("ns", "a"))
+        );
+    }
+
+    #[test]
+    fn a_relist_marks_what_appeared_disappeared_or_changed() {
+        let mut t = ChangeTracker::new();
+        t.apply(ClusterEvent::EndpointSlices(WatchEvent::Relisted(vec![
+            slice("a-1", "a"),
+            slice("b-1", "b"),
+        ])));
+        t.take_changes();
+        let mut changed = slice("b-1", "b");
+        changed.last_change_trigger_time = Some("now".into());
+        t.apply(ClusterEvent::EndpointSlices(WatchEvent::Relisted(vec![
+            changed,
+            slice("c-1", "c"),
+        ])));
+        assert_eq!(names(&t.take_changes().0), ["ns/a", "ns/b", "ns/c"]);
+    }
+
+    #[test]
+    fn a_slice_moving_between_services_marks_both() {
+        let mut t = ChangeTracker::new();
+        t.apply(ClusterEvent::EndpointSlices(WatchEvent::Applied(slice(
+            "x", "a",
+        ))));
+        t.take_changes();
+        t.apply(ClusterEvent::EndpointSlices(WatchEvent::Applied(slice(
+            "x", "b",
+        ))));
+        assert_eq!(names(&t.take_changes().0), ["ns/a", "ns/b"]);
+    }
+
+    #[test]
+    fn node_label_changes_are_reported_once() {
+        let mut t = ChangeTracker::new();
+        t.apply(ClusterEvent::Node(WatchEvent::Relisted(vec![node("z1")])));
+        assert!(t.take_changes().1);
+        t.apply(ClusterEvent::Node(WatchEvent::Applied(node("z1"))));
+        assert!(!t.node_changed());
+        t.apply(ClusterEvent::Node(WatchEvent::Applied(node("z2"))));
+        assert!(t.take_changes().1);
+        assert!(!t.node_changed());
+    }
+
+    #[test]
+    fn failed_sync_puts_changes_back() {
+        let mut t = ChangeTracker::new();
+        t.apply(ClusterEvent::Services(WatchEvent::Applied(svc(
+            "a",
+            "10.96.0.1",
+        ))));
+        let (services, node) = t.take_changes();
+        t.restore_changes(services, node);
+        assert_eq!(t.pending(), 1);
+    }
+}
