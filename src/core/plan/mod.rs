@@ -49,6 +49,9 @@ pub struct ServiceRules {
     pub no_local_external: bool,
 }
 
+/// The rules of every port of one Service, as [`plan_service`] returns them.
+pub type ServicePorts = Vec<(ServicePortName, ServiceRules)>;
+
 /// The complete set of rules for one node and one IP family.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RuleSet {

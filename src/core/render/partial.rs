@@ -6,7 +6,7 @@ use thiserror::Error;
 
 use super::{ENTRY_CHAINS, push_line, write_chain_rules};
 use crate::core::model::{NamespacedName, ServicePortName};
-use crate::core::plan::{RuleSet, ServiceRules};
+use crate::core::plan::{RuleSet, ServicePorts, ServiceRules};
 use crate::core::rules::format::{Form, chain_declaration, write_rule_args};
 use crate::core::rules::{Chain, Rule, Table};
 
@@ -68,10 +68,7 @@ pub fn render_partial(
 /// [`render_service_update`]. An empty string means nothing changed.
 pub fn render_service_updates(
     family: crate::core::rules::IpFamily,
-    updates: &[(
-        Vec<(ServicePortName, ServiceRules)>,
-        Vec<(ServicePortName, ServiceRules)>,
-    )],
+    updates: &[(ServicePorts, ServicePorts)],
 ) -> String {
     let maps: Vec<_> = updates
         .iter()
