@@ -16,7 +16,7 @@ use crate::core::rules::{Dump, DumpChain, DumpRule, DumpTable, IpFamily, Table};
 
 use super::error::{InputKind, ParseError, ParseErrorKind};
 use super::names::NameMap;
-use super::reader::{self, Sink, Stmt};
+use super::reader::{self, Rules, Sink, Stmt};
 
 /// Parses `iptables-save` output (with or without `-c` counters) or `iptables-restore` text into a [`Dump`].
 ///
@@ -77,10 +77,12 @@ struct TableBuilder<'a> {
     index: NameMap<'a, usize>,
     /// Deleted chains by name, with the `-X` line.
     deleted: NameMap<'a, usize>,
-    /// Rules for `chains[pending_at]` not moved there yet. `iptables-save` prints each chain's rules
-    /// together, so they are gathered here and moved once into a vector of exactly the right size.
+    /// Rules for `chains[pending_at]` (named `pending_name`) not moved there yet. `iptables-save` prints
+    /// each chain's rules together, so they are gathered here and moved once into a vector of exactly the
+    /// right size; and the next rule's chain is usually this one, found without hashing.
     pending: Vec<DumpRule>,
     pending_at: usize,
+    pending_name: &'a str,
 }
 
 impl<'a> TableBuilder<'a> {
@@ -93,6 +95,7 @@ impl<'a> TableBuilder<'a> {
             deleted: NameMap::default(),
             pending: Vec::new(),
             pending_at: usize::MAX,
+            pending_name: "",
         }
     }
 
@@ -100,8 +103,18 @@ impl<'a> TableBuilder<'a> {
         let at = self.chains.len();
         self.chains.push(Some(chain));
         self.index.insert(name, at);
-        self.deleted.remove(name);
+        if !self.deleted.is_empty() {
+            self.deleted.remove(name);
+        }
         at
+    }
+
+    /// The index of live chain `name`.
+    fn find(&self, name: &str) -> Option<usize> {
+        if name == self.pending_name {
+            return Some(self.pending_at);
+        }
+        self.index.get(name).copied()
     }
 
     fn chain_mut(&mut self, name: &str) -> Option<&mut DumpChain> {
@@ -109,15 +122,16 @@ impl<'a> TableBuilder<'a> {
         self.chains.get_mut(at)?.as_mut()
     }
 
-    fn append(&mut self, at: usize, rule: DumpRule) {
+    fn append(&mut self, at: usize, name: &'a str, rule: DumpRule) {
         if at != self.pending_at {
             self.flush();
             self.pending_at = at;
+            self.pending_name = name;
         }
         self.pending.push(rule);
     }
 
-    /// Moves the pending rules into their chain.
+    /// Moves the pending rules into their chain, and forgets which chain that was.
     fn flush(&mut self) {
         if let Some(Some(chain)) = self.chains.get_mut(self.pending_at) {
             if chain.rules.is_empty() {
@@ -130,6 +144,8 @@ impl<'a> TableBuilder<'a> {
             chain.rules.append(&mut self.pending);
         }
         self.pending.clear();
+        self.pending_at = usize::MAX;
+        self.pending_name = "";
     }
 
     fn into_table(mut self) -> DumpTable {
@@ -158,7 +174,12 @@ impl<'a> Sink<'a> for DumpBuilder<'a> {
         Ok(())
     }
 
-    fn statement(&mut self, stmt: Stmt<'a>, line: usize) -> Result<(), ParseErrorKind> {
+    fn statement(
+        &mut self,
+        stmt: Stmt<'a>,
+        line: usize,
+        rules: &mut Rules<'a>,
+    ) -> Result<(), ParseErrorKind> {
         // The reader opens a table before any statement.
         let Some(t) = self.tables.last_mut() else {
             return Ok(());
@@ -188,16 +209,20 @@ impl<'a> Sink<'a> for DumpBuilder<'a> {
             }
             Stmt::Append {
                 chain,
-                rule,
+                args,
                 counters,
             } => {
-                let dump_rule = DumpRule {
-                    rule,
-                    counters,
-                    line,
-                };
-                if let Some(&at) = t.index.get(chain) {
-                    t.append(at, dump_rule);
+                if let Some(at) = t.find(chain) {
+                    let rule = rules.parse(chain, args)?;
+                    t.append(
+                        at,
+                        chain,
+                        DumpRule {
+                            rule,
+                            counters,
+                            line,
+                        },
+                    );
                 } else {
                     if let Some(deleted_line) = t.deleted.get(chain) {
                         return Err(ParseErrorKind::DeletedChain {
@@ -212,6 +237,7 @@ impl<'a> Sink<'a> for DumpBuilder<'a> {
                             input: InputKind::Dump,
                         });
                     }
+                    let rule = rules.parse(chain, args)?;
                     let implicit = DumpChain {
                         name: chain.to_string(),
                         policy: None,
@@ -220,7 +246,15 @@ impl<'a> Sink<'a> for DumpBuilder<'a> {
                         line,
                     };
                     let at = t.add_chain(implicit, chain);
-                    t.append(at, dump_rule);
+                    t.append(
+                        at,
+                        chain,
+                        DumpRule {
+                            rule,
+                            counters,
+                            line,
+                        },
+                    );
                 }
             }
             Stmt::DeleteChain { chain } => {
@@ -403,6 +437,9 @@ mod tests {
             "line 6: dump ends inside table nat (opened at line 4) with no COMMIT: the dump is truncated; \
              capture it again with `iptables-save` (or `ip6tables-save`)\n    -A KUBE-SERVICES -j RETURN"
         );
+        let trailing_blanks = err("*nat\n:KUBE-SERVICES - [0:0]\n\n  \n");
+        assert_eq!(trailing_blanks.line, 2);
+        assert_eq!(trailing_blanks.text, ":KUBE-SERVICES - [0:0]");
         let cut =
             err("*nat\n:KUBE-SERVICES - [0:0]\n-A KUBE-SERVICES -m comment --comment \"default/we");
         assert_eq!(cut.line, 3);
