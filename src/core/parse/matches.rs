@@ -81,12 +81,9 @@ pub(crate) fn build(
 ) -> Result<Match, RuleError> {
     let opts = options::views(events, words);
     let owner = || format!("-m {name}");
-    if kind.specs().is_some() {
-        if let Some(bare) = opts.clone().find(|o| o.name.is_none()) {
-            return Err(RuleError::UnexpectedWord {
-                word: bare.value().to_string(),
-            });
-        }
+    if kind.specs().is_some() && events.len() > 1 {
+        // (A single option is neither a duplicate nor, for a known owner, a bare word: those are
+        // rejected when they are read.)
         options::check_duplicates(opts.clone(), owner)?;
     }
     let typed = match kind {

@@ -18,6 +18,20 @@
 //!
 //! Nothing here panics, whatever the input: every error is a value carrying the line number and text.
 //!
+//! # How text maps onto the types
+//!
+//! * `-X CHAIN` in a dump removes the chain from the [`Dump`](crate::core::rules::Dump) (see
+//!   [`parse_dump`]); [`parse_payload`] keeps it as [`Op::DeleteChain`].
+//! * `-g CHAIN` is [`Target::Goto`](crate::core::rules::Target::Goto); `[!] -f` is
+//!   [`Match::Generic`](crate::core::rules::Match::Generic), in its place among the matches.
+//! * `-j MARK --set-mark V/M` and `--and-mark B` become the `--set-xmark` pair the kernel stores
+//!   (`V/(M|V)`, `0/!B`); `--or-mark` and `--xor-mark` keep their variants.
+//! * Addresses lose their host bits (`10.0.0.1/8` is `10.0.0.0/8`), as in the kernel.
+//! * `-m recent` without `--name` gets the kernel's default name `DEFAULT`.
+//! * `Other` matches and targets keep their words unquoted; printing quotes only the words that need it,
+//!   so a foreign value `iptables-save` quoted without need (say `--log-prefix "abc:"`) prints back
+//!   without its quotes.
+//!
 //! Internals, one job each: `token` splits words, `value` parses option values, `options` holds the
 //! option tables, `matches`/`targets` build typed matches and targets, `rule` walks a rule's words,
 //! `line` classifies lines, `reader` is the table/COMMIT state machine, and `dump`/`payload` build the

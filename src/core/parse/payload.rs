@@ -11,7 +11,7 @@ use crate::core::rules::{Counters, IpFamily, Rule, Table};
 
 use super::dump::chain_policy;
 use super::error::{InputKind, ParseError, ParseErrorKind};
-use super::reader::{self, Sink, Stmt};
+use super::reader::{self, Rules, Sink, Stmt};
 
 /// A parsed `iptables-restore` payload: its tables, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,7 +154,12 @@ impl<'a> Sink<'a> for PayloadBuilder {
         Ok(())
     }
 
-    fn statement(&mut self, stmt: Stmt<'a>, line: usize) -> Result<(), ParseErrorKind> {
+    fn statement(
+        &mut self,
+        stmt: Stmt<'a>,
+        line: usize,
+        rules: &mut Rules<'a>,
+    ) -> Result<(), ParseErrorKind> {
         // The reader opens a table before any statement.
         let Some(t) = self.tables.last_mut() else {
             return Ok(());
@@ -175,27 +180,27 @@ impl<'a> Sink<'a> for PayloadBuilder {
             }
             Stmt::Append {
                 chain,
-                rule,
+                args,
                 counters,
             } => Op::Append {
+                rule: rules.parse(chain, args)?,
                 chain: chain.to_string(),
-                rule,
                 counters,
             },
             Stmt::Insert {
                 chain,
                 position,
-                rule,
+                args,
                 counters,
             } => Op::Insert {
+                rule: rules.parse(chain, args)?,
                 chain: chain.to_string(),
                 position,
-                rule,
                 counters,
             },
-            Stmt::DeleteRule { chain, rule } => Op::Delete {
+            Stmt::DeleteRule { chain, args } => Op::Delete {
+                rule: rules.parse(chain, args)?,
                 chain: chain.to_string(),
-                rule,
             },
             Stmt::DeleteAt { chain, position } => Op::DeleteAt {
                 chain: chain.to_string(),

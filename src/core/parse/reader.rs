@@ -3,8 +3,9 @@
 //!
 //! Outside a table only blank lines, comments and `*TABLE` are allowed. `*TABLE` opens a table; inside it
 //! come chain lines and commands, in any order, until `COMMIT` closes it. Input that ends inside a table is
-//! truncated. The reader parses each command's rule and hands the statement to a [`Sink`], which builds the
-//! result and applies the checks that differ between a dump and a payload.
+//! truncated. The reader hands each statement to a [`Sink`], which builds the result and applies the checks
+//! that differ between a dump and a payload. A command's rule options stay text until the sink parses them
+//! with [`Rules::parse`], right where the rule is stored.
 
 use crate::core::rules::{Counters, IpFamily, Rule, Table};
 
@@ -21,21 +22,21 @@ pub(crate) enum Stmt<'a> {
         policy: &'a str,
         counters: Option<Counters>,
     },
-    /// `-A CHAIN rule`.
+    /// `-A CHAIN args`.
     Append {
         chain: &'a str,
-        rule: Rule,
+        args: &'a str,
         counters: Option<Counters>,
     },
-    /// `-I CHAIN [N] rule`.
+    /// `-I CHAIN [N] args`.
     Insert {
         chain: &'a str,
         position: usize,
-        rule: Rule,
+        args: &'a str,
         counters: Option<Counters>,
     },
-    /// `-D CHAIN rule`.
-    DeleteRule { chain: &'a str, rule: Rule },
+    /// `-D CHAIN args`.
+    DeleteRule { chain: &'a str, args: &'a str },
     /// `-D CHAIN N`.
     DeleteAt { chain: &'a str, position: usize },
     /// `-X CHAIN`.
@@ -46,8 +47,41 @@ pub(crate) enum Stmt<'a> {
 pub(crate) trait Sink<'a> {
     /// `*TABLE` at `line`.
     fn begin_table(&mut self, table: Table, line: usize) -> Result<(), ParseErrorKind>;
-    /// A statement of the open table at `line`.
-    fn statement(&mut self, stmt: Stmt<'a>, line: usize) -> Result<(), ParseErrorKind>;
+    /// A statement of the open table at `line`; `rules` parses its rule options.
+    fn statement(
+        &mut self,
+        stmt: Stmt<'a>,
+        line: usize,
+        rules: &mut Rules<'a>,
+    ) -> Result<(), ParseErrorKind>;
+}
+
+/// Parses rule options for a sink (reusing its buffers), and notes the family of the first address seen.
+#[derive(Debug, Default)]
+pub(crate) struct Rules<'a> {
+    parser: RuleParser<'a>,
+    address_family: Option<IpFamily>,
+}
+
+impl<'a> Rules<'a> {
+    /// Parses the options `args` of a rule for `chain`.
+    pub fn parse(&mut self, chain: &str, args: &'a str) -> Result<Rule, ParseErrorKind> {
+        let rule = self
+            .parser
+            .parse(args)
+            .map_err(|source| ParseErrorKind::Rule {
+                chain: chain.to_string(),
+                source: Box::new(source),
+            })?;
+        if self.address_family.is_none() {
+            self.address_family = rule
+                .source
+                .as_ref()
+                .or(rule.destination.as_ref())
+                .map(|net| IpFamily::of(&net.value.addr()));
+        }
+        Ok(rule)
+    }
 }
 
 /// What the reader learned about the input as a whole.
@@ -99,16 +133,6 @@ impl Meta {
         }
         Ok(())
     }
-
-    fn saw_rule(&mut self, rule: &Rule) {
-        if self.address_family.is_none() {
-            self.address_family = rule
-                .source
-                .as_ref()
-                .or(rule.destination.as_ref())
-                .map(|net| IpFamily::of(&net.value.addr()));
-        }
-    }
 }
 
 /// Reads `text` line by line into `sink`.
@@ -118,12 +142,15 @@ pub(crate) fn read<'a>(
     sink: &mut impl Sink<'a>,
 ) -> Result<Meta, ParseError> {
     let mut meta = Meta::default();
-    let mut parser = RuleParser::default();
+    let mut rules = Rules::default();
     let mut open: Option<(Table, usize)> = None;
+    // The last line with text, for the error at the end of a truncated input.
     let mut last = (0, "");
     for (index, raw) in text.lines().enumerate() {
         let number = index + 1;
-        last = (number, raw);
+        if !raw.trim_ascii().is_empty() {
+            last = (number, raw);
+        }
         let at = |kind| ParseError {
             line: number,
             text: raw.to_string(),
@@ -170,7 +197,7 @@ pub(crate) fn read<'a>(
                     policy,
                     counters,
                 };
-                sink.statement(stmt, number).map_err(at)?;
+                sink.statement(stmt, number, &mut rules).map_err(at)?;
             }
             Line::Command {
                 counters,
@@ -190,15 +217,8 @@ pub(crate) fn read<'a>(
                         command: word.to_string(),
                     }));
                 }
-                let stmt =
-                    statement(&mut parser, counters, command, word, chain, args).map_err(at)?;
-                if let Stmt::Append { rule, .. }
-                | Stmt::Insert { rule, .. }
-                | Stmt::DeleteRule { rule, .. } = &stmt
-                {
-                    meta.saw_rule(rule);
-                }
-                sink.statement(stmt, number).map_err(at)?;
+                let stmt = statement(counters, command, word, chain, args).map_err(at)?;
+                sink.statement(stmt, number, &mut rules).map_err(at)?;
             }
         }
     }
@@ -222,6 +242,7 @@ pub(crate) fn read<'a>(
             },
         });
     }
+    meta.address_family = rules.address_family;
     Ok(meta)
 }
 
@@ -242,23 +263,16 @@ fn rule_number(word: &str, command: &str) -> Option<Result<usize, ParseErrorKind
 }
 
 fn statement<'a>(
-    parser: &mut RuleParser<'a>,
     counters: Option<Counters>,
     command: Command,
     word: &'a str,
     chain: &'a str,
     args: &'a str,
 ) -> Result<Stmt<'a>, ParseErrorKind> {
-    let mut rule = |args: &'a str| {
-        parser.parse(args).map_err(|source| ParseErrorKind::Rule {
-            chain: chain.to_string(),
-            source: Box::new(source),
-        })
-    };
     Ok(match command {
         Command::Append => Stmt::Append {
             chain,
-            rule: rule(args)?,
+            args,
             counters,
         },
         Command::Insert => {
@@ -270,7 +284,7 @@ fn statement<'a>(
             Stmt::Insert {
                 chain,
                 position,
-                rule: rule(args)?,
+                args,
                 counters,
             }
         }
@@ -286,10 +300,7 @@ fn statement<'a>(
                     chain,
                     position: n?,
                 },
-                _ => Stmt::DeleteRule {
-                    chain,
-                    rule: rule(args)?,
-                },
+                _ => Stmt::DeleteRule { chain, args },
             }
         }
         Command::DeleteChain => Stmt::DeleteChain { chain },

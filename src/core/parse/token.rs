@@ -73,6 +73,62 @@ fn scan(bytes: &[u8], from: usize, stop: impl Fn(u8) -> bool) -> usize {
     pos
 }
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Marks (with its high bit) every byte of `word` equal to `byte`. The lowest mark is always right; marks
+/// above a real one may be wrong, which is why the scanners below only trust the lowest.
+fn bytes_equal(word: u64, byte: u8) -> u64 {
+    let x = word ^ (ONES * u64::from(byte));
+    x.wrapping_sub(ONES) & !x & HIGHS
+}
+
+/// Like [`scan`] for the stops `is_stop`, eight bytes at a time: `marks` must mark every byte that
+/// `is_stop` accepts (and may mark others).
+fn scan_words(
+    bytes: &[u8],
+    from: usize,
+    marks: impl Fn(u64) -> u64,
+    is_stop: impl Fn(u8) -> bool,
+) -> usize {
+    let mut pos = from;
+    while let Some(chunk) = bytes.get(pos..pos + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        let marked = marks(word);
+        if marked == 0 {
+            pos += 8;
+            continue;
+        }
+        let at = pos + (marked.trailing_zeros() / 8) as usize;
+        if bytes.get(at).is_some_and(|b| is_stop(*b)) {
+            return at;
+        }
+        pos = at + 1;
+    }
+    scan(bytes, pos, is_stop)
+}
+
+/// The end of an unquoted run: the next whitespace or `"`.
+fn plain_end(bytes: &[u8], from: usize) -> usize {
+    scan_words(
+        bytes,
+        from,
+        // Bytes below 0x21 (every whitespace byte among them) and quotes.
+        |word| (word.wrapping_sub(ONES * 0x21) & !word & HIGHS) | bytes_equal(word, b'"'),
+        |b| matches!(class(b), SPACE | QUOTE),
+    )
+}
+
+/// The next `"` or backslash inside a quoted part.
+fn quoted_stop(bytes: &[u8], from: usize) -> usize {
+    scan_words(
+        bytes,
+        from,
+        |word| bytes_equal(word, b'"') | bytes_equal(word, b'\\'),
+        |b| matches!(class(b), QUOTE | BACKSLASH),
+    )
+}
+
 /// Splits `text` into words, appending them to `out` (which is not cleared first).
 pub(crate) fn tokenize_into<'a>(text: &'a str, out: &mut Vec<Word<'a>>) -> Result<(), RuleError> {
     let bytes = text.as_bytes();
@@ -88,7 +144,7 @@ pub(crate) fn tokenize_into<'a>(text: &'a str, out: &mut Vec<Word<'a>>) -> Resul
             _ => {
                 let start = pos;
                 // A backslash is ordinary outside quotes.
-                pos = scan(bytes, pos + 1, |b| matches!(class(b), SPACE | QUOTE));
+                pos = plain_end(bytes, pos + 1);
                 // `start` and `pos` sit on ASCII bytes (or the end), so they are char boundaries.
                 let plain = text.get(start..pos).unwrap_or_default();
                 if bytes.get(pos) == Some(&b'"') {
@@ -119,7 +175,7 @@ fn quoted_part<'a>(
     let mut segment = start;
     let mut pos = start;
     loop {
-        pos = scan(bytes, pos, |b| matches!(class(b), QUOTE | BACKSLASH));
+        pos = quoted_stop(bytes, pos);
         let piece = text.get(segment..pos).unwrap_or_default();
         match bytes.get(pos) {
             None => return Err(RuleError::UnterminatedQuote),
@@ -240,6 +296,63 @@ mod tests {
             tokenize_into(r#""abc\"#, &mut out),
             Err(RuleError::UnterminatedQuote)
         );
+    }
+
+    #[test]
+    fn long_words_and_control_bytes_are_split_right() {
+        // Words longer than eight bytes, stops at every offset, and control bytes that are not spaces.
+        for pad in 0..20 {
+            let word = "x".repeat(pad);
+            let text = format!("{word}\u{1}y\t\"{word}\\\"{word}\" {word}\u{7f}é");
+            let mut out = Vec::new();
+            tokenize_into(&text, &mut out).unwrap();
+            let got: Vec<&str> = out.iter().map(Word::as_str).collect();
+            let want = [
+                format!("{word}\u{1}y"),
+                format!("{word}\"{word}"),
+                format!("{word}\u{7f}é"),
+            ];
+            assert_eq!(got, want, "pad {pad}");
+        }
+    }
+
+    /// The eight-bytes-at-a-time scanners agree with a byte-by-byte reading.
+    fn reference(text: &str) -> Result<Vec<(String, bool)>, RuleError> {
+        let mut words = Vec::new();
+        let mut chars = text.chars().peekable();
+        loop {
+            while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+            if chars.peek().is_none() {
+                return Ok(words);
+            }
+            let (mut word, mut quoted) = (String::new(), false);
+            while let Some(c) = chars.next_if(|c| !c.is_ascii_whitespace()) {
+                if c != '"' {
+                    word.push(c);
+                    continue;
+                }
+                quoted = true;
+                loop {
+                    match chars.next().ok_or(RuleError::UnterminatedQuote)? {
+                        '"' => break,
+                        '\\' => word.push(chars.next().ok_or(RuleError::UnterminatedQuote)?),
+                        c => word.push(c),
+                    }
+                }
+                break;
+            }
+            words.push((word, quoted));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn agrees_with_a_char_by_char_reading(text in "[a-z\"\\\\ \t\u{1}\u{7f}é∂!-]{0,40}") {
+            let mut out = Vec::new();
+            let fast = tokenize_into(&text, &mut out)
+                .map(|()| out.iter().map(|w| (w.text.to_string(), w.quoted)).collect::<Vec<_>>());
+            proptest::prop_assert_eq!(fast, reference(&text));
+        }
     }
 
     #[test]
