@@ -2,6 +2,7 @@
 //! plan, and reports health, metrics and debug views over HTTP.
 
 pub mod cleanup;
+pub mod conntrack;
 pub mod events;
 pub mod host;
 pub mod runner;
