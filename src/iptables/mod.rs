@@ -5,6 +5,8 @@
 //! Every call can be prefixed (for example with `ip netns exec NAME`), which is how tests aim it at a
 //! throwaway network namespace.
 
+pub mod nfacct;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 
