@@ -1,4 +1,4 @@
-//! nfacct objects through netlink against the real kernel (in this test's own network namespace; the
+//! nfacct objects through netlink against the real kernel (in the namespace the test runs in; the
 //! object is deleted at the end).
 
 mod support;

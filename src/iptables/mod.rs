@@ -5,6 +5,7 @@
 //! Every call can be prefixed (for example with `ip netns exec NAME`), which is how tests aim it at a
 //! throwaway network namespace.
 
+pub mod backend;
 pub mod nfacct;
 
 use std::io::Write;
