@@ -220,6 +220,23 @@ pub struct ProxyArgs {
     /// Never write rules: compare the node's rules with the expected ones and report drift
     #[arg(long)]
     pub audit: bool,
+    /// Which iptables backend to program: detect it as kube-proxy's image does, or force one
+    #[arg(long, value_enum, value_name = "BACKEND", default_value = "auto")]
+    pub iptables_backend: IptablesBackend,
+    /// The bit of the packet mark that flags traffic for masquerading
+    #[arg(long, value_name = "BIT", default_value_t = 14, value_parser = clap::value_parser!(u8).range(0..=31))]
+    pub iptables_masquerade_bit: u8,
+}
+
+/// `--iptables-backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IptablesBackend {
+    /// The backend kubelet uses (its hint chains), else the one with more rules, else nft.
+    Auto,
+    /// iptables-nft.
+    Nft,
+    /// iptables-legacy.
+    Legacy,
 }
 
 /// `render`.
