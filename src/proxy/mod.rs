@@ -2,3 +2,7 @@
 //! plan, and reports health, metrics and debug views over HTTP.
 
 pub mod events;
+pub mod health;
+pub mod http;
+pub mod metrics;
+pub mod service_health;
