@@ -4,7 +4,11 @@
 pub mod cleanup;
 pub mod conntrack;
 pub mod events;
+pub mod health;
 pub mod host;
+pub mod http;
+pub mod metrics;
 pub mod runner;
+pub mod service_health;
 pub mod syncer;
 pub mod tracker;
