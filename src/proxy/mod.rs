@@ -10,5 +10,6 @@ pub mod http;
 pub mod metrics;
 pub mod runner;
 pub mod service_health;
+pub mod status;
 pub mod syncer;
 pub mod tracker;

@@ -1,0 +1,233 @@
+//! What the sync loop reports, fanned out to health, metrics, the debug endpoints and the
+//! health-check node ports.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use tokio::sync::watch;
+
+use super::health::ProxyHealth;
+use super::http::{AppliedPayload, DebugSource, SyncFailure};
+use super::metrics::ProxyMetrics;
+use super::runner::SyncObserver;
+use super::syncer::{SyncError, SyncKind, SyncOutcome};
+use crate::core::model::{ClusterState, NamespacedName, Node, ServiceType, TrafficPolicy};
+use crate::core::rules::{IpFamily, Table};
+use crate::iptables::Iptables;
+
+/// The health-check node ports wanted, and the local ready endpoint count of each Service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthCheckPorts {
+    /// Service → its `healthCheckNodePort`.
+    pub ports: BTreeMap<NamespacedName, u16>,
+    /// Service → ready endpoints on this node.
+    pub local_ready: BTreeMap<NamespacedName, usize>,
+}
+
+#[derive(Default)]
+struct FamilyRecord {
+    applied: Option<AppliedPayload>,
+    failure: Option<SyncFailure>,
+}
+
+/// The proxy's shared status: implements [`SyncObserver`] for the sync loop and [`DebugSource`] for
+/// the HTTP server.
+pub struct ProxyStatus {
+    node_name: String,
+    health: Arc<ProxyHealth>,
+    metrics: Arc<ProxyMetrics>,
+    tools: Vec<Iptables>,
+    records: Mutex<BTreeMap<IpFamily, FamilyRecord>>,
+    state: Mutex<serde_json::Value>,
+    health_checks: watch::Sender<HealthCheckPorts>,
+    change_totals: Mutex<(u64, u64)>,
+}
+
+impl ProxyStatus {
+    /// Status for a proxy on `node_name` programming the families of `tools`. The receiver yields the
+    /// health-check node ports to serve after each sync.
+    pub fn new(
+        node_name: String,
+        health: Arc<ProxyHealth>,
+        metrics: Arc<ProxyMetrics>,
+        tools: Vec<Iptables>,
+    ) -> (ProxyStatus, watch::Receiver<HealthCheckPorts>) {
+        let (health_checks, receiver) = watch::channel(HealthCheckPorts::default());
+        let status = ProxyStatus {
+            node_name,
+            health,
+            metrics,
+            tools,
+            records: Mutex::new(BTreeMap::new()),
+            state: Mutex::new(serde_json::json!({})),
+            health_checks,
+            change_totals: Mutex::new((0, 0)),
+        };
+        (status, receiver)
+    }
+
+    fn records(&self) -> std::sync::MutexGuard<'_, BTreeMap<IpFamily, FamilyRecord>> {
+        self.records.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The health-check node ports of eTP=Local LoadBalancers and their ready endpoints on `node`.
+pub fn health_check_ports(state: &ClusterState, node: &str) -> HealthCheckPorts {
+    let mut out = HealthCheckPorts::default();
+    for svc in state.services.values().filter(|s| s.is_proxied()) {
+        let wanted = svc.service_type == ServiceType::LoadBalancer
+            && svc.external_traffic_policy == TrafficPolicy::Local;
+        let Some(port) = svc.health_check_node_port.filter(|p| wanted && *p != 0) else {
+            continue;
+        };
+        let mut ready = std::collections::BTreeSet::new();
+        for slice in state.slices_for(&svc.id) {
+            for ep in &slice.endpoints {
+                if ep.node_name.as_deref() == Some(node)
+                    && ep.is_ready()
+                    && let Some(ip) = ep.ip()
+                {
+                    ready.insert(ip);
+                }
+            }
+        }
+        out.ports.insert(svc.id.clone(), port);
+        out.local_ready.insert(svc.id.clone(), ready.len());
+    }
+    out
+}
+
+/// The proxy's view of Services and endpoints for `/debug/state`.
+fn state_document(state: &ClusterState) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "svcproxy/v1",
+        "kind": "ProxyState",
+        "services": state.services.values().collect::<Vec<_>>(),
+        "endpointSlices": state.endpoint_slices.values().collect::<Vec<_>>(),
+        "nodes": state.nodes.values().collect::<Vec<_>>(),
+    })
+}
+
+fn written_rules(payloads: &[String], table: Table) -> u64 {
+    let mut current = None;
+    let mut count = 0;
+    for line in payloads.iter().flat_map(|p| p.lines()) {
+        if let Some(name) = line.strip_prefix('*') {
+            current = name.parse::<Table>().ok();
+        } else if current == Some(table) && (line.starts_with("-A ") || line.starts_with("-I ")) {
+            count += 1;
+        }
+    }
+    count
+}
+
+impl SyncObserver for ProxyStatus {
+    fn queued(&self, now: SystemTime) {
+        for tools in &self.tools {
+            self.health.queued(tools.family(), now);
+            self.metrics.sync_queued(tools.family(), now);
+        }
+    }
+
+    fn changes(&self, pending: usize, service_changes: u64, endpoint_changes: u64) {
+        self.metrics.set_service_changes_pending(pending as u64);
+        self.metrics.set_endpoint_changes_pending(pending as u64);
+        let mut totals = self
+            .change_totals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.metrics
+            .add_service_changes(service_changes.saturating_sub(totals.0));
+        self.metrics
+            .add_endpoint_changes(endpoint_changes.saturating_sub(totals.1));
+        *totals = (service_changes, endpoint_changes);
+    }
+
+    fn node(&self, node: Option<&Node>) {
+        self.health.set_node(node);
+    }
+
+    fn synced(
+        &self,
+        family: IpFamily,
+        outcome: &SyncOutcome,
+        state: &ClusterState,
+        now: SystemTime,
+    ) {
+        let full = outcome.kind == SyncKind::Full;
+        self.health.updated(family, now);
+        self.metrics.observe_sync(family, full, outcome.duration);
+        self.metrics.sync_succeeded(family, now);
+        let (filter, nat) = outcome.total_rules;
+        self.metrics.set_rules(
+            family,
+            Table::Filter,
+            filter as u64,
+            written_rules(&outcome.payloads, Table::Filter),
+        );
+        self.metrics.set_rules(
+            family,
+            Table::Nat,
+            nat as u64,
+            written_rules(&outcome.payloads, Table::Nat),
+        );
+        let (internal, external) = outcome.no_local_endpoints;
+        self.metrics
+            .set_no_local_endpoints(family, internal as u64, external as u64);
+        self.metrics.set_service_changes_pending(0);
+        self.metrics.set_endpoint_changes_pending(0);
+        if !outcome.payloads.is_empty() {
+            self.records().entry(family).or_default().applied = Some(AppliedPayload {
+                at: now,
+                full_sync: full,
+                payload: outcome.payloads.concat(),
+            });
+        }
+        *self.state.lock().unwrap_or_else(PoisonError::into_inner) = state_document(state);
+        self.health_checks
+            .send_replace(health_check_ports(state, &self.node_name));
+    }
+
+    fn failed(&self, family: IpFamily, error: &SyncError, now: SystemTime) {
+        let SyncError::Iptables { kind, .. } = error;
+        self.metrics
+            .restore_failed(family, *kind == SyncKind::Partial);
+        self.records().entry(family).or_default().failure = Some(SyncFailure {
+            at: now,
+            full_sync: *kind == SyncKind::Full,
+            error: format!("{error:#}"),
+            payload: None,
+        });
+    }
+}
+
+impl DebugSource for ProxyStatus {
+    fn families(&self) -> Vec<IpFamily> {
+        self.tools.iter().map(Iptables::family).collect()
+    }
+
+    fn last_applied(&self, family: IpFamily) -> Option<AppliedPayload> {
+        self.records().get(&family).and_then(|r| r.applied.clone())
+    }
+
+    fn last_failure(&self, family: IpFamily) -> Option<SyncFailure> {
+        self.records().get(&family).and_then(|r| r.failure.clone())
+    }
+
+    fn fresh_save(&self, family: IpFamily) -> Result<String, String> {
+        let tools = self
+            .tools
+            .iter()
+            .find(|t| t.family() == family)
+            .ok_or_else(|| format!("{family} is not programmed"))?;
+        tools.save(true).map_err(|e| e.to_string())
+    }
+
+    fn state(&self) -> serde_json::Value {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
