@@ -188,13 +188,16 @@ pub fn count_endpoints(state: &ClusterState, ctx: &NodeContext, family: IpFamily
 
 /// Plans the whole ruleset of one node for one family.
 pub fn plan(state: &ClusterState, ctx: &NodeContext, family: IpFamily) -> RuleSet {
-    let index = endpoints::slices_by_service(state);
+    let index = endpoints::slice_index(state);
     // Endpoints first: their total decides large-cluster mode, which shapes every Service's rules.
     let per_port: Vec<_> = state
         .services
         .values()
         .flat_map(|svc| {
-            let slices = index.get(&svc.id).map(Vec::as_slice).unwrap_or_default();
+            let slices = index
+                .get(&(svc.id.namespace.as_str(), svc.id.name.as_str()))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             service::service_endpoints(slices, ctx, family, svc)
                 .into_iter()
                 .map(move |(port, eps)| (svc, port, eps))
@@ -202,8 +205,9 @@ pub fn plan(state: &ClusterState, ctx: &NodeContext, family: IpFamily) -> RuleSe
         .collect();
     let total_endpoints: usize = per_port.iter().map(|(_, _, eps)| eps.len()).sum();
     let large_cluster = total_endpoints > ctx.large_cluster_threshold;
+    // Consumed port by port, so each port's endpoint list is freed as soon as its rules exist.
     let services = per_port
-        .iter()
+        .into_iter()
         .map(|(svc, port, eps)| service::plan_port(ctx, family, large_cluster, svc, port, eps))
         .collect();
     RuleSet {
