@@ -8,7 +8,8 @@
 //! `/proc/self/clear_refs`, runs a single plan + full render, and reports its peak RSS and how much of
 //! it plan + render added on top of the cluster state.
 //!
-//! `--profile N` runs only plan + render at N Services in a loop (for `perf record` or callgrind).
+//! `--profile N [--loops K] [--only plan|render]` runs only plan + render (or one of them) at N Services
+//! in a loop, for `perf record` or callgrind.
 
 use std::collections::BTreeSet;
 use std::hint::black_box;
@@ -117,9 +118,21 @@ fn main() {
     if let Some(services) = value_of("--profile") {
         let state = synthetic::cluster(services, 10);
         let loops = value_of("--loops").unwrap_or(10);
-        let (median, min) = measure(loops, || render_full(&plan(&state, &ctx, IpFamily::V4)));
+        let part = args
+            .iter()
+            .position(|a| a == "--only")
+            .and_then(|i| args.get(i + 1))
+            .map_or("both", String::as_str);
+        let (median, min) = match part {
+            "plan" => measure(loops, || plan(&state, &ctx, IpFamily::V4)),
+            "render" => {
+                let rules = plan(&state, &ctx, IpFamily::V4);
+                measure(loops, || render_full(&rules))
+            }
+            _ => measure(loops, || render_full(&plan(&state, &ctx, IpFamily::V4))),
+        };
         println!(
-            "profile {services} services: median {:.2} ms  min {:.2} ms",
+            "profile {part} {services} services: median {:.2} ms  min {:.2} ms",
             ms(median),
             ms(min)
         );

@@ -11,11 +11,12 @@
 //! order, then the target — the order the kernel prints, so that restore text and saved text differ
 //! only in the details above.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
+use std::sync::OnceLock;
 
 use ipnet::IpNet;
 
-use super::{IpFamily, MarkOp, Match, Neg, RecentAction, RecentMatch, Rule, Target};
+use super::{IpFamily, MarkOp, Match, Neg, Probability, RecentAction, RecentMatch, Rule, Target};
 
 /// Which textual form to print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,12 +77,12 @@ fn write_words(words: &mut Words<'_>, rule: &Rule, form: Form, family: IpFamily)
     if let Some(src) = &rule.source {
         words.neg(src.negated);
         words.word("-s");
-        words.word(&address_text(&src.value, form));
+        write_address(words, &src.value, form);
     }
     if let Some(dst) = &rule.destination {
         words.neg(dst.negated);
         words.word("-d");
-        words.word(&address_text(&dst.value, form));
+        write_address(words, &dst.value, form);
     }
     if let Some(iface) = &rule.in_interface {
         words.neg(iface.negated);
@@ -107,12 +108,41 @@ fn write_words(words: &mut Words<'_>, rule: &Rule, form: Form, family: IpFamily)
 }
 
 /// A host address prints bare in restore form and with its prefix length in save form.
-fn address_text(net: &IpNet, form: Form) -> String {
+fn write_address(words: &mut Words<'_>, net: &IpNet, form: Form) {
     if form == Form::Restore && net.prefix_len() == net.max_prefix_len() {
-        net.addr().to_string()
+        words.word_display(&net.addr());
     } else {
-        net.to_string()
+        words.word_display(net);
     }
+}
+
+/// How many ten-decimal `1/k` texts are kept ready; a Service with more endpoints formats the rest.
+const PRECOMPUTED_PROBABILITIES: usize = 1024;
+
+/// The restore-form text of `probability`. Like kube-proxy, the `1/k` values of load-balancing ladders are
+/// formatted once and reused: float formatting is the costliest part of printing a rule.
+fn write_restore_probability(words: &mut Words<'_>, probability: Probability) {
+    static ONE_IN: OnceLock<Vec<String>> = OnceLock::new();
+    let p = probability.0;
+    if p > 0.0 {
+        let k = (1.0 / p).round();
+        if (1.0..=PRECOMPUTED_PROBABILITIES as f64).contains(&k) {
+            let k = k as usize;
+            // Only a value that is exactly `1/k` may use the cached text.
+            if Probability::one_in(k).0.to_bits() == p.to_bits() {
+                let texts = ONE_IN.get_or_init(|| {
+                    (1..=PRECOMPUTED_PROBABILITIES)
+                        .map(|k| Probability::one_in(k).restore_text())
+                        .collect()
+                });
+                if let Some(text) = texts.get(k - 1) {
+                    words.word(text);
+                    return;
+                }
+            }
+        }
+    }
+    words.word(&probability.restore_text());
 }
 
 /// Where printed words go: one text line, or an argument vector for `iptables` itself.
@@ -139,6 +169,26 @@ impl Words<'_> {
         }
     }
 
+    /// A word printed straight into the text, without a temporary string.
+    fn word_display(&mut self, value: &dyn fmt::Display) {
+        self.word_fmt(format_args!("{value}"));
+    }
+
+    /// A formatted word printed straight into the text, without a temporary string.
+    fn word_fmt(&mut self, args: fmt::Arguments<'_>) {
+        match &mut self.sink {
+            Sink::Text { out, first } => {
+                if !*first {
+                    out.push(' ');
+                }
+                *first = false;
+                // Writing into a String cannot fail.
+                let _ = out.write_fmt(args);
+            }
+            Sink::Argv(list) => list.push(args.to_string()),
+        }
+    }
+
     /// Extra spacing that only exists in text (iptables-save's double space after `--nfacct-name`).
     fn text_space(&mut self) {
         if let Sink::Text { out, .. } = &mut self.sink {
@@ -155,29 +205,36 @@ impl Words<'_> {
     /// A free-text argument: in text, quoted when it has to be (or always, for save-form comments);
     /// in an argument vector, verbatim.
     fn text(&mut self, text: &str, always_quote: bool) {
-        if let Sink::Argv(args) = &mut self.sink {
-            args.push(text.to_string());
-            return;
-        }
+        let out = match &mut self.sink {
+            Sink::Argv(args) => {
+                args.push(text.to_string());
+                return;
+            }
+            Sink::Text { out, first } => {
+                if !*first {
+                    out.push(' ');
+                }
+                *first = false;
+                out
+            }
+        };
         let needs_quotes = always_quote
             || text.is_empty()
             || text
                 .chars()
                 .any(|c| c.is_whitespace() || c == '"' || c == '\'' || c == '\\');
-        if needs_quotes {
-            let mut quoted = String::with_capacity(text.len() + 2);
-            quoted.push('"');
-            for c in text.chars() {
-                if c == '"' || c == '\\' {
-                    quoted.push('\\');
-                }
-                quoted.push(c);
-            }
-            quoted.push('"');
-            self.word(&quoted);
-        } else {
-            self.word(text);
+        if !needs_quotes {
+            out.push_str(text);
+            return;
         }
+        out.push('"');
+        for c in text.chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
     }
 }
 
@@ -205,10 +262,10 @@ fn write_match(words: &mut Words<'_>, m: &Match, form: Form, family: IpFamily) {
             words.word("--mode");
             words.word("random");
             words.word("--probability");
-            words.word(&match form {
-                Form::Restore => probability.restore_text(),
-                Form::Save => probability.save_text(),
-            });
+            match form {
+                Form::Restore => write_restore_probability(words, *probability),
+                Form::Save => words.word(&probability.save_text()),
+            }
         }
         Match::Recent(recent) => write_recent(words, recent, form, family),
         Match::Conntrack { negated, states } => {
@@ -238,10 +295,10 @@ fn write_match(words: &mut Words<'_>, m: &Match, form: Form, family: IpFamily) {
             words.word("mark");
             words.neg(*negated);
             words.word("--mark");
-            words.word(&match mask {
-                Some(mask) => format!("{value:#x}/{mask:#x}"),
-                None => format!("{value:#x}"),
-            });
+            match mask {
+                Some(mask) => words.word_fmt(format_args!("{value:#x}/{mask:#x}")),
+                None => words.word_fmt(format_args!("{value:#x}")),
+            }
         }
         Match::Nfacct { name } => {
             words.word("-m");
@@ -267,7 +324,7 @@ fn write_port(words: &mut Words<'_>, flag: &str, port: Option<&Neg<super::PortSp
     if let Some(port) = port {
         words.neg(port.negated);
         words.word(flag);
-        words.word(&port.value.to_string());
+        words.word_display(&port.value);
     }
 }
 
@@ -319,7 +376,7 @@ fn write_recent(words: &mut Words<'_>, recent: &RecentMatch, form: Form, family:
 fn write_recent_timing(words: &mut Words<'_>, recent: &RecentMatch) {
     if let Some(seconds) = recent.seconds {
         words.word("--seconds");
-        words.word(&seconds.to_string());
+        words.word_display(&seconds);
     }
     if recent.reap {
         words.word("--reap");
@@ -365,16 +422,16 @@ fn write_target(words: &mut Words<'_>, target: &Target, form: Form, family: IpFa
             match (form, op) {
                 (Form::Restore, MarkOp::Or(bits)) => {
                     words.word("--or-mark");
-                    words.word(&format!("{bits:#x}"));
+                    words.word_fmt(format_args!("{bits:#x}"));
                 }
                 (Form::Restore, MarkOp::Xor(bits)) => {
                     words.word("--xor-mark");
-                    words.word(&format!("{bits:#x}"));
+                    words.word_fmt(format_args!("{bits:#x}"));
                 }
                 _ => {
                     let (value, mask) = op.as_set_xmark();
                     words.word("--set-xmark");
-                    words.word(&format!("{value:#x}/{mask:#x}"));
+                    words.word_fmt(format_args!("{value:#x}/{mask:#x}"));
                 }
             }
         }
@@ -396,6 +453,15 @@ pub fn push_line(out: &mut String, text: &str) {
 /// Formats a chain declaration line: `:NAME - [0:0]` for user chains, `:NAME POLICY [0:0]` for built-ins.
 pub fn chain_declaration(name: &str, policy: Option<&str>) -> String {
     let mut s = String::with_capacity(name.len() + 12);
-    let _ = write!(s, ":{name} {} [0:0]", policy.unwrap_or("-"));
+    write_chain_declaration(&mut s, name, policy);
     s
+}
+
+/// Appends [`chain_declaration`] (without a newline) to `out`.
+pub fn write_chain_declaration(out: &mut String, name: &str, policy: Option<&str>) {
+    out.push(':');
+    out.push_str(name);
+    out.push(' ');
+    out.push_str(policy.unwrap_or("-"));
+    out.push_str(" [0:0]");
 }
