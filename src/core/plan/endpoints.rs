@@ -2,13 +2,13 @@
 //! (spec §3.2 and §3.3).
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use crate::core::model::{
     ClusterState, EndpointSlice, HEADLESS_LABEL, NamespacedName, NodeContext, ServicePort,
 };
 use crate::core::rules::IpFamily;
+use crate::core::rules::format::{push_decimal, push_ipv4};
 
 /// One endpoint of one service port, merged across the Service's slices.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,13 +63,17 @@ pub(super) fn slice_index(state: &ClusterState) -> HashMap<(&str, &str), Vec<&En
 
 /// Formats `ip:port` the way kube-proxy does (IPv6 in brackets).
 pub fn host_port(ip: IpAddr, port: u16) -> String {
-    // Sized for the longest IPv6 form, so the string is allocated once.
-    let mut text = String::with_capacity(48);
-    let _ = match ip {
-        IpAddr::V4(v4) => write!(text, "{v4}:{port}"),
-        IpAddr::V6(v6) => write!(text, "[{v6}]:{port}"),
-    };
-    text
+    match ip {
+        IpAddr::V4(v4) => {
+            // `255.255.255.255:65535` fits, so the string is allocated once.
+            let mut text = String::with_capacity(21);
+            push_ipv4(&mut text, v4);
+            text.push(':');
+            push_decimal(&mut text, u32::from(port));
+            text
+        }
+        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+    }
 }
 
 /// Parses an endpoint address leniently: surrounding spaces and IPv4 octets with leading zeros are

@@ -12,6 +12,7 @@
 //! only in the details above.
 
 use std::fmt::{self, Write as _};
+use std::net::Ipv4Addr;
 use std::sync::OnceLock;
 
 use ipnet::IpNet;
@@ -109,10 +110,48 @@ fn write_words(words: &mut Words<'_>, rule: &Rule, form: Form, family: IpFamily)
 
 /// A host address prints bare in restore form and with its prefix length in save form.
 fn write_address(words: &mut Words<'_>, net: &IpNet, form: Form) {
-    if form == Form::Restore && net.prefix_len() == net.max_prefix_len() {
+    let bare = form == Form::Restore && net.prefix_len() == net.max_prefix_len();
+    if let IpNet::V4(v4) = net
+        && let Some(out) = words.text_word()
+    {
+        push_ipv4(out, v4.addr());
+        if !bare {
+            out.push('/');
+            push_decimal(out, u32::from(v4.prefix_len()));
+        }
+    } else if bare {
         words.word_display(&net.addr());
     } else {
         words.word_display(net);
+    }
+}
+
+/// Appends `ip` in dotted-decimal form, exactly as its `Display` does. A large cluster's payload holds
+/// some 100,000 addresses, and the generic formatting machinery costs several times this.
+pub(crate) fn push_ipv4(out: &mut String, ip: Ipv4Addr) {
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        push_decimal(out, u32::from(octet));
+    }
+}
+
+/// Appends `n` in decimal.
+pub(crate) fn push_decimal(out: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        // `n % 10` is a single digit.
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &digit in &digits[start..] {
+        out.push(char::from(digit));
     }
 }
 
@@ -156,16 +195,32 @@ struct Words<'a> {
 }
 
 impl Words<'_> {
-    fn word(&mut self, w: &str) {
+    /// Starts a word of the text line (the separating space) and returns the line to write it to;
+    /// `None` when the words go to an argument vector.
+    fn text_word(&mut self) -> Option<&mut String> {
         match &mut self.sink {
             Sink::Text { out, first } => {
                 if !*first {
                     out.push(' ');
                 }
                 *first = false;
-                out.push_str(w);
+                Some(out)
             }
-            Sink::Argv(args) => args.push(w.to_string()),
+            Sink::Argv(_) => None,
+        }
+    }
+
+    /// Adds a word to the argument vector (after [`Self::text_word`] said the words go there).
+    fn push_arg(&mut self, arg: String) {
+        if let Sink::Argv(args) = &mut self.sink {
+            args.push(arg);
+        }
+    }
+
+    fn word(&mut self, w: &str) {
+        match self.text_word() {
+            Some(out) => out.push_str(w),
+            None => self.push_arg(w.to_string()),
         }
     }
 
@@ -176,16 +231,20 @@ impl Words<'_> {
 
     /// A formatted word printed straight into the text, without a temporary string.
     fn word_fmt(&mut self, args: fmt::Arguments<'_>) {
-        match &mut self.sink {
-            Sink::Text { out, first } => {
-                if !*first {
-                    out.push(' ');
-                }
-                *first = false;
-                // Writing into a String cannot fail.
+        match self.text_word() {
+            // Writing into a String cannot fail.
+            Some(out) => {
                 let _ = out.write_fmt(args);
             }
-            Sink::Argv(list) => list.push(args.to_string()),
+            None => self.push_arg(args.to_string()),
+        }
+    }
+
+    /// A number, written without the formatting machinery.
+    fn word_decimal(&mut self, n: u32) {
+        match self.text_word() {
+            Some(out) => push_decimal(out, n),
+            None => self.push_arg(n.to_string()),
         }
     }
 
@@ -205,18 +264,9 @@ impl Words<'_> {
     /// A free-text argument: in text, quoted when it has to be (or always, for save-form comments);
     /// in an argument vector, verbatim.
     fn text(&mut self, text: &str, always_quote: bool) {
-        let out = match &mut self.sink {
-            Sink::Argv(args) => {
-                args.push(text.to_string());
-                return;
-            }
-            Sink::Text { out, first } => {
-                if !*first {
-                    out.push(' ');
-                }
-                *first = false;
-                out
-            }
+        let Some(out) = self.text_word() else {
+            self.push_arg(text.to_string());
+            return;
         };
         let needs_quotes = always_quote
             || text.is_empty()
@@ -324,7 +374,12 @@ fn write_port(words: &mut Words<'_>, flag: &str, port: Option<&Neg<super::PortSp
     if let Some(port) = port {
         words.neg(port.negated);
         words.word(flag);
-        words.word_display(&port.value);
+        let spec = port.value;
+        if spec.first == spec.last {
+            words.word_decimal(u32::from(spec.first));
+        } else {
+            words.word_display(&spec);
+        }
     }
 }
 
@@ -376,7 +431,7 @@ fn write_recent(words: &mut Words<'_>, recent: &RecentMatch, form: Form, family:
 fn write_recent_timing(words: &mut Words<'_>, recent: &RecentMatch) {
     if let Some(seconds) = recent.seconds {
         words.word("--seconds");
-        words.word_display(&seconds);
+        words.word_decimal(seconds);
     }
     if recent.reap {
         words.word("--reap");
@@ -464,4 +519,55 @@ pub fn write_chain_declaration(out: &mut String, name: &str, policy: Option<&str
     out.push(' ');
     out.push_str(policy.unwrap_or("-"));
     out.push_str(" [0:0]");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_and_decimals_print_as_display_does() {
+        for ip in [
+            Ipv4Addr::new(0, 0, 0, 0),
+            Ipv4Addr::new(10, 128, 9, 99),
+            Ipv4Addr::new(100, 200, 255, 1),
+            Ipv4Addr::new(255, 255, 255, 255),
+        ] {
+            let mut out = String::new();
+            push_ipv4(&mut out, ip);
+            assert_eq!(out, ip.to_string());
+        }
+        for n in [0, 7, 10, 99, 100, 65535, 1_000_000, u32::MAX] {
+            let mut out = String::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
+    }
+
+    #[test]
+    fn cached_probabilities_match_formatting() {
+        for k in 1..=PRECOMPUTED_PROBABILITIES + 5 {
+            let probability = Probability::one_in(k);
+            let rule = Rule {
+                matches: vec![Match::Statistic { probability }],
+                ..Rule::default()
+            };
+            let args = rule_args(&rule, Form::Restore, IpFamily::V4);
+            assert_eq!(
+                args,
+                format!(
+                    "-m statistic --mode random --probability {}",
+                    probability.restore_text()
+                )
+            );
+        }
+        // A value that is not exactly 1/k is formatted, not looked up.
+        let rule = Rule {
+            matches: vec![Match::Statistic {
+                probability: Probability(0.3333333),
+            }],
+            ..Rule::default()
+        };
+        assert!(rule_args(&rule, Form::Restore, IpFamily::V4).ends_with(" 0.3333333000"));
+    }
 }
