@@ -1,7 +1,6 @@
 //! From EndpointSlices to the endpoints of one service port, and which of them a node uses
 //! (spec §3.2 and §3.3).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::core::model::{
@@ -48,17 +47,39 @@ pub fn slices_by_service(
     index
 }
 
-/// The EndpointSlices of every Service keyed by borrowed `(namespace, service name)`, for the planner:
-/// the same grouping as [`slices_by_service`] without two owned strings per slice.
-pub(super) fn slice_index(state: &ClusterState) -> HashMap<(&str, &str), Vec<&EndpointSlice>> {
-    let mut index: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
-    for slice in state.endpoint_slices.values() {
-        index
-            .entry((slice.id.namespace.as_str(), slice.service_name.as_str()))
-            .or_default()
-            .push(slice);
+/// Every EndpointSlice under its Service's borrowed `(namespace, name)`, sorted by that key: the same
+/// grouping as [`slices_by_service`] without hashing or copying two names per slice.
+pub(super) struct SliceIndex<'a> {
+    keys: Vec<(&'a str, &'a str)>,
+    slices: Vec<&'a EndpointSlice>,
+}
+
+impl<'a> SliceIndex<'a> {
+    pub(super) fn new(state: &'a ClusterState) -> Self {
+        let mut entries: Vec<((&str, &str), &EndpointSlice)> = state
+            .endpoint_slices
+            .values()
+            .map(|slice| {
+                (
+                    (slice.id.namespace.as_str(), slice.service_name.as_str()),
+                    slice,
+                )
+            })
+            .collect();
+        // Stable, so each Service's slices stay in name order. Slices are usually named after their
+        // Service, so this input is nearly sorted already.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let (keys, slices) = entries.into_iter().unzip();
+        SliceIndex { keys, slices }
     }
-    index
+
+    /// The slices of `service`, in name order.
+    pub(super) fn of(&self, service: &NamespacedName) -> &[&'a EndpointSlice] {
+        let key = (service.namespace.as_str(), service.name.as_str());
+        let start = self.keys.partition_point(|k| *k < key);
+        let len = self.keys[start..].partition_point(|k| *k == key);
+        &self.slices[start..start + len]
+    }
 }
 
 /// Formats `ip:port` the way kube-proxy does (IPv6 in brackets).
@@ -105,7 +126,8 @@ pub fn endpoints_for_port(
     family: IpFamily,
     node_name: &str,
 ) -> Vec<EndpointInfo> {
-    let mut endpoints: Vec<EndpointInfo> = Vec::new();
+    let mut endpoints: Vec<EndpointInfo> =
+        Vec::with_capacity(slices.iter().map(|s| s.endpoints.len()).sum());
     for slice in slices {
         if slice.address_type.family() != Some(family) || slice.labels.contains_key(HEADLESS_LABEL)
         {

@@ -174,31 +174,24 @@ impl RuleSet {
 /// Total endpoints over all proxied service ports of `family`: above the threshold kube-proxy switches to
 /// large-cluster mode.
 pub fn count_endpoints(state: &ClusterState, ctx: &NodeContext, family: IpFamily) -> usize {
-    let index = endpoints::slices_by_service(state);
+    let index = endpoints::SliceIndex::new(state);
     state
         .services
         .values()
-        .flat_map(|svc| {
-            let slices = index.get(&svc.id).map(Vec::as_slice).unwrap_or_default();
-            service::service_endpoints(slices, ctx, family, svc)
-        })
+        .flat_map(|svc| service::service_endpoints(index.of(&svc.id), ctx, family, svc))
         .map(|(_, endpoints)| endpoints.len())
         .sum()
 }
 
 /// Plans the whole ruleset of one node for one family.
 pub fn plan(state: &ClusterState, ctx: &NodeContext, family: IpFamily) -> RuleSet {
-    let index = endpoints::slice_index(state);
+    let index = endpoints::SliceIndex::new(state);
     // Endpoints first: their total decides large-cluster mode, which shapes every Service's rules.
     let per_port: Vec<_> = state
         .services
         .values()
         .flat_map(|svc| {
-            let slices = index
-                .get(&(svc.id.namespace.as_str(), svc.id.name.as_str()))
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            service::service_endpoints(slices, ctx, family, svc)
+            service::service_endpoints(index.of(&svc.id), ctx, family, svc)
                 .into_iter()
                 .map(move |(port, eps)| (svc, port, eps))
         })
