@@ -48,7 +48,8 @@ fn peak_rss_mib() -> Option<f64> {
     status_kib("VmHWM:").map(|kib| kib as f64 / 1024.0)
 }
 
-/// Child mode: one plan + full render at `services`; prints `peak <VmHWM KiB> <VmRSS before KiB>`.
+/// Child mode: one plan + full render at `services`; prints
+/// `peak <VmHWM KiB> <VmRSS before KiB> <reset worked> <VmHWM after plan KiB>`.
 fn peak_child(services: usize, ctx: &NodeContext) {
     let state = synthetic::cluster(services, 10);
     let before = status_kib("VmRSS:").unwrap_or(0);
@@ -56,10 +57,11 @@ fn peak_child(services: usize, ctx: &NodeContext) {
     // temporaries does not count.
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let rules = plan(&state, ctx, IpFamily::V4);
+    let plan_peak = status_kib("VmHWM:").unwrap_or(0);
     let payload = render_full(&rules);
     black_box((&rules, &payload));
     let peak = status_kib("VmHWM:").unwrap_or(0);
-    println!("peak {peak} {before} {reset}");
+    println!("peak {peak} {before} {reset} {plan_peak}");
 }
 
 /// Runs [`peak_child`] in a fresh process and prints its result.
@@ -77,10 +79,8 @@ fn report_peak(services: usize) {
         }
     };
     let fields: Vec<&str> = text.split_whitespace().collect();
-    let (Some(peak), Some(before)) = (
-        fields.get(1).and_then(|f| f.parse::<f64>().ok()),
-        fields.get(2).and_then(|f| f.parse::<f64>().ok()),
-    ) else {
+    let number = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    let (Some(peak), Some(before), Some(plan_peak)) = (number(1), number(2), number(4)) else {
         println!("peak RSS one plan+render {services:>6} services: unreadable child output");
         return;
     };
@@ -91,9 +91,10 @@ fn report_peak(services: usize) {
     };
     println!(
         "peak RSS one plan+render {services:>6} services: {:>7.1} MiB in a fresh process \
-         ({:.1} MiB cluster state + {:.1} MiB plan+render){note}",
+         ({:.1} MiB cluster state, +{:.1} MiB by the end of plan, +{:.1} MiB with the payload){note}",
         peak / 1024.0,
         before / 1024.0,
+        (plan_peak - before) / 1024.0,
         (peak - before) / 1024.0
     );
 }

@@ -289,12 +289,16 @@ pub(super) fn select(
     let mut topology = TopologyMode::None;
     let mut fell_back_to_terminating = false;
     let positions = |keep: &dyn Fn(&EndpointInfo) -> bool| -> Vec<usize> {
-        endpoints
-            .iter()
-            .enumerate()
-            .filter(|(_, ep)| keep(ep))
-            .map(|(i, _)| i)
-            .collect()
+        // Sized for every endpoint: one small allocation instead of a growing one.
+        let mut list = Vec::with_capacity(endpoints.len());
+        list.extend(
+            endpoints
+                .iter()
+                .enumerate()
+                .filter(|(_, ep)| keep(ep))
+                .map(|(i, _)| i),
+        );
+        list
     };
 
     if uses_cluster {

@@ -230,3 +230,45 @@ pub fn plan_service(
         None => Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic;
+
+    /// One Service whose three endpoints are listed twice, in two slices: six raw endpoints, three
+    /// exact ones.
+    fn duplicated_endpoints() -> ClusterState {
+        let mut state = ClusterState::default();
+        state.insert_service(synthetic::service(1));
+        let slice = synthetic::slice(1, 3, 0);
+        let mut copy = slice.clone();
+        copy.id.name.push_str("-copy");
+        state.insert_slice(slice);
+        state.insert_slice(copy);
+        state
+    }
+
+    fn context(threshold: usize) -> NodeContext {
+        let mut ctx = NodeContext::new("node-0", vec!["192.168.0.10".parse().expect("IP")]);
+        ctx.large_cluster_threshold = threshold;
+        ctx
+    }
+
+    #[test]
+    fn large_cluster_mode_follows_the_exact_endpoint_count() {
+        let state = duplicated_endpoints();
+        assert_eq!(count_endpoints(&state, &context(0), IpFamily::V4), 3);
+        // The raw count (6) is above 4 but the exact, de-duplicated one (3) is not: normal mode.
+        let rules = plan(&state, &context(4), IpFamily::V4);
+        assert!(!rules.large_cluster);
+        assert_eq!(rules, plan(&state, &context(100), IpFamily::V4));
+        // Above the threshold either way.
+        let rules = plan(&state, &context(2), IpFamily::V4);
+        assert!(rules.large_cluster);
+        assert_ne!(
+            rules.services,
+            plan(&state, &context(100), IpFamily::V4).services
+        );
+    }
+}

@@ -88,10 +88,9 @@ struct PortPlanner<'a> {
     ctx: &'a NodeContext,
     family: IpFamily,
     large_cluster: bool,
-    svc_chain: String,
-    svl_chain: String,
-    ext_chain: String,
-    fw_chain: String,
+    /// The hash shared by the port's `KUBE-SVC-`, `KUBE-SVL-`, `KUBE-EXT-` and `KUBE-FW-` chains; each
+    /// name is built where it is used (see [`Self::chain`]), as most ports need only one or two.
+    hash: String,
     external_ips: Vec<IpAddr>,
     lb_vips: Vec<IpAddr>,
     source_ranges: Vec<IpNet>,
@@ -142,10 +141,7 @@ impl<'a> PortPlanner<'a> {
             ctx,
             family,
             large_cluster,
-            svc_chain: format!("{SVC_PREFIX}{hash}"),
-            svl_chain: format!("{SVL_PREFIX}{hash}"),
-            ext_chain: format!("{EXT_PREFIX}{hash}"),
-            fw_chain: format!("{FW_PREFIX}{hash}"),
+            hash,
             external_ips,
             source_ranges: if lb_vips.is_empty() {
                 Vec::new()
@@ -159,6 +155,12 @@ impl<'a> PortPlanner<'a> {
             external_local,
             spn,
         }
+    }
+
+    /// The name of this port's chain with `prefix` (`KUBE-SVC-`, `KUBE-SVL-`, `KUBE-EXT-`, `KUBE-FW-`),
+    /// allocated once at its final size.
+    fn chain(&self, prefix: &str) -> String {
+        [prefix, &self.hash].concat()
     }
 
     fn externally_accessible(&self) -> bool {
@@ -182,7 +184,7 @@ impl<'a> PortPlanner<'a> {
 
     /// The standard capture match: comment, `-m <p> -p <p> -d <ip> --dport <port>`.
     fn capture(&self, comment: String, destination: IpAddr, dport: u16) -> RuleBuilder {
-        RuleBuilder::new()
+        RuleBuilder::with_matches(2)
             .comment(comment)
             .proto(self.protocol, Some(dport))
             .destination_ip(destination)
@@ -198,21 +200,17 @@ impl<'a> PortPlanner<'a> {
         let mut sep_names = EndpointChainNames::new(self, endpoints.len());
 
         let (internal_chain, has_internal) = if self.internal_local {
-            (&self.svl_chain, has_endpoints && !cat.local.is_empty())
+            (SVL_PREFIX, has_endpoints && !cat.local.is_empty())
         } else {
-            (&self.svc_chain, has_endpoints)
+            (SVC_PREFIX, has_endpoints)
         };
         let (external_policy_chain, has_external) = if self.external_local {
-            (&self.svl_chain, has_endpoints && !cat.local.is_empty())
+            (SVL_PREFIX, has_endpoints && !cat.local.is_empty())
         } else {
-            (&self.svc_chain, has_endpoints)
+            (SVC_PREFIX, has_endpoints)
         };
         let uses_fw = has_endpoints && !self.lb_vips.is_empty() && !self.source_ranges.is_empty();
-        let lb_chain = if uses_fw {
-            &self.fw_chain
-        } else {
-            &self.ext_chain
-        };
+        let lb_chain = if uses_fw { FW_PREFIX } else { EXT_PREFIX };
 
         let filter_target = if has_endpoints {
             Target::Drop
@@ -243,8 +241,8 @@ impl<'a> PortPlanner<'a> {
             entry(
                 Table::Nat,
                 KUBE_SERVICES,
-                self.capture(format!("{} cluster IP", self.spn), self.cluster_ip, port)
-                    .jump(internal_chain),
+                self.capture([&self.spn, " cluster IP"].concat(), self.cluster_ip, port)
+                    .jump(self.chain(internal_chain)),
             );
         } else {
             entry(
@@ -262,7 +260,7 @@ impl<'a> PortPlanner<'a> {
                     Table::Nat,
                     KUBE_SERVICES,
                     self.capture(format!("{} external IP", self.spn), *ip, port)
-                        .jump(&self.ext_chain),
+                        .jump(self.chain(EXT_PREFIX)),
                 );
             }
             if !has_external {
@@ -282,7 +280,7 @@ impl<'a> PortPlanner<'a> {
                     Table::Nat,
                     KUBE_SERVICES,
                     self.capture(format!("{} loadbalancer IP", self.spn), *ip, port)
-                        .jump(lb_chain),
+                        .jump(self.chain(lb_chain)),
                 );
             }
             if uses_fw {
@@ -290,7 +288,10 @@ impl<'a> PortPlanner<'a> {
                     Table::Filter,
                     KUBE_PROXY_FIREWALL,
                     self.capture(
-                        format!("{} traffic not accepted by {}", self.spn, self.fw_chain),
+                        format!(
+                            "{} traffic not accepted by {FW_PREFIX}{}",
+                            self.spn, self.hash
+                        ),
                         *ip,
                         port,
                     )
@@ -321,7 +322,7 @@ impl<'a> PortPlanner<'a> {
                             .proto(self.protocol, Some(node_port))
                             .destination(loopback_v4())
                             .nfacct(LOCALHOST_NODEPORTS_NFACCT)
-                            .jump(&self.ext_chain),
+                            .jump(self.chain(EXT_PREFIX)),
                     );
                 }
                 entry(
@@ -330,7 +331,7 @@ impl<'a> PortPlanner<'a> {
                     RuleBuilder::new()
                         .comment(self.spn.clone())
                         .proto(self.protocol, Some(node_port))
-                        .jump(&self.ext_chain),
+                        .jump(self.chain(EXT_PREFIX)),
                 );
             }
             if !has_external {
@@ -401,13 +402,13 @@ impl<'a> PortPlanner<'a> {
         );
         if uses_cluster_chain {
             out.chains.push(Chain {
-                name: self.svc_chain.clone(),
+                name: self.chain(SVC_PREFIX),
                 rules: svc_rules,
             });
         }
         if uses_local_chain {
             out.chains.push(Chain {
-                name: self.svl_chain.clone(),
+                name: self.chain(SVL_PREFIX),
                 rules: svl_rules,
             });
         }
@@ -433,9 +434,9 @@ impl<'a> PortPlanner<'a> {
         out
     }
 
-    /// The `KUBE-EXT-` chain.
-    fn external_chain(&self, policy_chain: &str, has_external: bool) -> Chain {
-        let mut chain = Chain::new(&self.ext_chain);
+    /// The `KUBE-EXT-` chain; `policy_prefix` names the chain of the external traffic policy.
+    fn external_chain(&self, policy_prefix: &str, has_external: bool) -> Chain {
+        let mut chain = Chain::new(self.chain(EXT_PREFIX));
         if !self.external_local {
             chain.rules.push(
                 RuleBuilder::new()
@@ -451,7 +452,9 @@ impl<'a> PortPlanner<'a> {
                     "pod traffic for {} external destinations",
                     self.spn
                 ));
-                chain.rules.push(local.positive(rule).jump(&self.svc_chain));
+                chain
+                    .rules
+                    .push(local.positive(rule).jump(self.chain(SVC_PREFIX)));
             }
             chain.rules.push(
                 RuleBuilder::new()
@@ -469,18 +472,20 @@ impl<'a> PortPlanner<'a> {
                         self.spn
                     ))
                     .src_type_local()
-                    .jump(&self.svc_chain),
+                    .jump(self.chain(SVC_PREFIX)),
             );
         }
         if has_external {
-            chain.rules.push(RuleBuilder::new().jump(policy_chain));
+            chain
+                .rules
+                .push(RuleBuilder::new().jump(self.chain(policy_prefix)));
         }
         chain
     }
 
     /// The `KUBE-FW-` chain applying `loadBalancerSourceRanges`.
     fn firewall_chain(&self) -> Chain {
-        let mut chain = Chain::new(&self.fw_chain);
+        let mut chain = Chain::new(self.chain(FW_PREFIX));
         let comment = format!("{} loadbalancer IP", self.spn);
         let node_ip = self.ctx.node_ip(self.family);
         let mut allow_from_node = false;
@@ -489,7 +494,7 @@ impl<'a> PortPlanner<'a> {
                 RuleBuilder::new()
                     .comment(comment.clone())
                     .source(*range)
-                    .jump(&self.ext_chain),
+                    .jump(self.chain(EXT_PREFIX)),
             );
             allow_from_node |= node_ip.is_some_and(|ip| range.contains(&ip));
         }
@@ -499,7 +504,7 @@ impl<'a> PortPlanner<'a> {
                     RuleBuilder::new()
                         .comment(comment.clone())
                         .source_ip(*ip)
-                        .jump(&self.ext_chain),
+                        .jump(self.chain(EXT_PREFIX)),
                 );
             }
         }
@@ -532,7 +537,7 @@ impl<'a> PortPlanner<'a> {
                 let sep = names.get(i, &ep.address);
                 rules.push(
                     RuleBuilder::with_matches(usize::from(comments) + 1)
-                        .comment_if(comments, || format!("{} -> {}", self.spn, ep.address))
+                        .comment_if(comments, || [&self.spn, " -> ", &ep.address].concat())
                         .recent_rcheck(sep, timeout)
                         .jump(sep),
                 );
@@ -542,7 +547,7 @@ impl<'a> PortPlanner<'a> {
             let ep = &endpoints[i];
             let last = k + 1 == n;
             let mut rule = RuleBuilder::with_matches(usize::from(comments) + usize::from(!last))
-                .comment_if(comments, || format!("{} -> {}", self.spn, ep.address));
+                .comment_if(comments, || [&self.spn, " -> ", &ep.address].concat());
             if !last {
                 rule = rule.probability(Probability::one_in(n - k));
             }
