@@ -129,12 +129,25 @@ fn write_address(words: &mut Words<'_>, net: &IpNet, form: Form) {
 /// Appends `ip` in dotted-decimal form, exactly as its `Display` does. A large cluster's payload holds
 /// some 100,000 addresses, and the generic formatting machinery costs several times this.
 pub(crate) fn push_ipv4(out: &mut String, ip: Ipv4Addr) {
+    let mut text = [0u8; 15];
+    let mut len = 0;
     for (i, octet) in ip.octets().into_iter().enumerate() {
         if i > 0 {
-            out.push('.');
+            text[len] = b'.';
+            len += 1;
         }
-        push_decimal(out, u32::from(octet));
+        if octet >= 100 {
+            text[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            text[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        text[len] = b'0' + octet % 10;
+        len += 1;
     }
+    push_ascii(out, &text[..len]);
 }
 
 /// Appends `n` in decimal.
@@ -150,8 +163,13 @@ pub(crate) fn push_decimal(out: &mut String, mut n: u32) {
             break;
         }
     }
-    for &digit in &digits[start..] {
-        out.push(char::from(digit));
+    push_ascii(out, &digits[start..]);
+}
+
+/// Appends bytes the callers above only fill with ASCII digits and dots, in one copy.
+fn push_ascii(out: &mut String, text: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(text) {
+        out.push_str(text);
     }
 }
 
@@ -197,6 +215,7 @@ struct Words<'a> {
 impl Words<'_> {
     /// Starts a word of the text line (the separating space) and returns the line to write it to;
     /// `None` when the words go to an argument vector.
+    #[inline]
     fn text_word(&mut self) -> Option<&mut String> {
         match &mut self.sink {
             Sink::Text { out, first } => {
@@ -217,6 +236,7 @@ impl Words<'_> {
         }
     }
 
+    #[inline]
     fn word(&mut self, w: &str) {
         match self.text_word() {
             Some(out) => out.push_str(w),
@@ -255,6 +275,7 @@ impl Words<'_> {
         }
     }
 
+    #[inline]
     fn neg(&mut self, negated: bool) {
         if negated {
             self.word("!");
