@@ -8,8 +8,23 @@
 //! `/proc/self/clear_refs`, runs a single plan + full render, and reports its peak RSS and how much of
 //! it plan + render added on top of the cluster state.
 //!
+//! The numbers depend on the global allocator: mimalloc by default, as in the binary;
+//! `cargo bench --no-default-features --bench engine` measures the system allocator instead.
+//!
 //! `--profile N [--loops K] [--only plan|render]` runs only plan + render (or one of them) at N Services
 //! in a loop, for `perf record` or callgrind.
+
+// The same allocator as the kubectl-svcproxy binary (see src/main.rs).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The global allocator these numbers were measured with.
+const ALLOCATOR: &str = if cfg!(feature = "mimalloc") {
+    "mimalloc"
+} else {
+    "the system allocator"
+};
 
 use std::collections::BTreeSet;
 use std::hint::black_box;
@@ -141,6 +156,7 @@ fn main() {
     }
     let quick = args.iter().any(|a| a == "--quick");
     let runs = if quick { 3 } else { 11 };
+    println!("allocator: {ALLOCATOR}");
 
     for services in [1_000usize, 10_000] {
         let state = synthetic::cluster(services, 10);
