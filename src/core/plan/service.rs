@@ -199,18 +199,18 @@ impl<'a> PortPlanner<'a> {
         // both need it.
         let mut sep_names = EndpointChainNames::new(self, endpoints.len());
 
-        let (internal_chain, has_internal) = if self.internal_local {
+        let (internal_prefix, has_internal) = if self.internal_local {
             (SVL_PREFIX, has_endpoints && !cat.local.is_empty())
         } else {
             (SVC_PREFIX, has_endpoints)
         };
-        let (external_policy_chain, has_external) = if self.external_local {
+        let (external_policy_prefix, has_external) = if self.external_local {
             (SVL_PREFIX, has_endpoints && !cat.local.is_empty())
         } else {
             (SVC_PREFIX, has_endpoints)
         };
         let uses_fw = has_endpoints && !self.lb_vips.is_empty() && !self.source_ranges.is_empty();
-        let lb_chain = if uses_fw { FW_PREFIX } else { EXT_PREFIX };
+        let lb_prefix = if uses_fw { FW_PREFIX } else { EXT_PREFIX };
 
         let filter_target = if has_endpoints {
             Target::Drop
@@ -242,7 +242,7 @@ impl<'a> PortPlanner<'a> {
                 Table::Nat,
                 KUBE_SERVICES,
                 self.capture([&self.spn, " cluster IP"].concat(), self.cluster_ip, port)
-                    .jump(self.chain(internal_chain)),
+                    .jump(self.chain(internal_prefix)),
             );
         } else {
             entry(
@@ -280,7 +280,7 @@ impl<'a> PortPlanner<'a> {
                     Table::Nat,
                     KUBE_SERVICES,
                     self.capture(format!("{} loadbalancer IP", self.spn), *ip, port)
-                        .jump(self.chain(lb_chain)),
+                        .jump(self.chain(lb_prefix)),
                 );
             }
             if uses_fw {
@@ -415,7 +415,7 @@ impl<'a> PortPlanner<'a> {
 
         if uses_external_chain {
             out.chains
-                .push(self.external_chain(external_policy_chain, has_external));
+                .push(self.external_chain(external_policy_prefix, has_external));
         }
         if uses_fw {
             out.chains.push(self.firewall_chain());
