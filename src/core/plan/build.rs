@@ -19,6 +19,13 @@ impl RuleBuilder {
         RuleBuilder::default()
     }
 
+    /// A builder with room for exactly `matches` matches, for the rules planned once per endpoint.
+    pub(crate) fn with_matches(matches: usize) -> Self {
+        let mut builder = RuleBuilder::default();
+        builder.rule.matches.reserve_exact(matches);
+        builder
+    }
+
     pub(crate) fn comment(mut self, text: impl Into<String>) -> Self {
         self.rule.matches.push(Match::Comment { text: text.into() });
         self
@@ -142,14 +149,13 @@ impl RuleBuilder {
         self
     }
 
-    pub(crate) fn jump(mut self, chain: impl Into<String>) -> Rule {
-        self.rule.target = Some(Target::jump(chain));
-        self.rule
+    pub(crate) fn jump(self, chain: impl Into<String>) -> Rule {
+        self.target(Target::jump(chain))
     }
 
     pub(crate) fn target(mut self, target: Target) -> Rule {
         self.rule.target = Some(target);
-        self.rule
+        self.no_target()
     }
 
     pub(crate) fn mark_target(self, op: MarkOp) -> Rule {
@@ -157,7 +163,10 @@ impl RuleBuilder {
     }
 
     /// A rule without a target.
-    pub(crate) fn no_target(self) -> Rule {
+    pub(crate) fn no_target(mut self) -> Rule {
+        // A first push reserves room for four matches; most rules have one or two, and a large
+        // cluster's plan holds hundreds of thousands of rules. (Nothing to do after `with_matches`.)
+        self.rule.matches.shrink_to_fit();
         self.rule
     }
 }

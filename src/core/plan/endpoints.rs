@@ -1,13 +1,13 @@
 //! From EndpointSlices to the endpoints of one service port, and which of them a node uses
 //! (spec §3.2 and §3.3).
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::core::model::{
     ClusterState, EndpointSlice, HEADLESS_LABEL, NamespacedName, NodeContext, ServicePort,
 };
 use crate::core::rules::IpFamily;
+use crate::core::rules::format::{push_decimal, push_ipv4};
 
 /// One endpoint of one service port, merged across the Service's slices.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,10 +47,52 @@ pub fn slices_by_service(
     index
 }
 
+/// Every EndpointSlice under its Service's borrowed `(namespace, name)`, sorted by that key: the same
+/// grouping as [`slices_by_service`] without hashing or copying two names per slice.
+pub(super) struct SliceIndex<'a> {
+    keys: Vec<(&'a str, &'a str)>,
+    slices: Vec<&'a EndpointSlice>,
+}
+
+impl<'a> SliceIndex<'a> {
+    pub(super) fn new(state: &'a ClusterState) -> Self {
+        let mut entries: Vec<((&str, &str), &EndpointSlice)> = state
+            .endpoint_slices
+            .values()
+            .map(|slice| {
+                (
+                    (slice.id.namespace.as_str(), slice.service_name.as_str()),
+                    slice,
+                )
+            })
+            .collect();
+        // Stable, so each Service's slices stay in name order. Slices are usually named after their
+        // Service, so this input is nearly sorted already.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let (keys, slices) = entries.into_iter().unzip();
+        SliceIndex { keys, slices }
+    }
+
+    /// The slices of `service`, in name order.
+    pub(super) fn of(&self, service: &NamespacedName) -> &[&'a EndpointSlice] {
+        let key = (service.namespace.as_str(), service.name.as_str());
+        let start = self.keys.partition_point(|k| *k < key);
+        let len = self.keys[start..].partition_point(|k| *k == key);
+        &self.slices[start..start + len]
+    }
+}
+
 /// Formats `ip:port` the way kube-proxy does (IPv6 in brackets).
 pub fn host_port(ip: IpAddr, port: u16) -> String {
     match ip {
-        IpAddr::V4(v4) => format!("{v4}:{port}"),
+        IpAddr::V4(v4) => {
+            // `255.255.255.255:65535` fits, so the string is allocated once.
+            let mut text = String::with_capacity(21);
+            push_ipv4(&mut text, v4);
+            text.push(':');
+            push_decimal(&mut text, u32::from(port));
+            text
+        }
         IpAddr::V6(v6) => format!("[{v6}]:{port}"),
     }
 }
@@ -63,7 +105,8 @@ pub fn endpoints_for_port(
     family: IpFamily,
     node_name: &str,
 ) -> Vec<EndpointInfo> {
-    let mut by_address: BTreeMap<String, EndpointInfo> = BTreeMap::new();
+    let mut endpoints: Vec<EndpointInfo> =
+        Vec::with_capacity(slices.iter().map(|s| s.endpoints.len()).sum());
     for slice in slices {
         if slice.address_type.family() != Some(family) || slice.labels.contains_key(HEADLESS_LABEL)
         {
@@ -98,16 +141,23 @@ pub fn endpoints_for_port(
                 zone_hints: endpoint.zone_hints.clone().unwrap_or_default(),
                 node_hints: endpoint.node_hints.clone().unwrap_or_default(),
             };
-            match by_address.get(&info.address) {
-                // A terminating duplicate never replaces an entry we already have.
-                Some(_) if info.terminating => {}
-                _ => {
-                    by_address.insert(info.address.clone(), info);
-                }
-            }
+            endpoints.push(info);
         }
     }
-    by_address.into_values().collect()
+    // Sorting is stable, so duplicates of an address stay in the order they were seen; a later duplicate
+    // replaces the kept one unless it is terminating (a terminating duplicate never replaces an entry we
+    // already have). Slices rarely repeat an address, so this is a plain sort in practice.
+    endpoints.sort_by(|a, b| a.address.cmp(&b.address));
+    endpoints.dedup_by(|later, kept| {
+        if later.address != kept.address {
+            return false;
+        }
+        if !later.terminating {
+            std::mem::swap(later, kept);
+        }
+        true
+    });
+    endpoints
 }
 
 /// The topology preference the ready endpoints' hints allow on this node.
@@ -169,6 +219,20 @@ pub struct Categorized {
     pub has_any: bool,
 }
 
+/// Which endpoints a node uses for one service port, as positions in the endpoint list: what
+/// [`Categorized`] holds, without copying the endpoints.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Selection {
+    /// Positions of the endpoints for Cluster-policy traffic.
+    pub(super) cluster: Vec<usize>,
+    /// Positions of the endpoints for Local-policy traffic.
+    pub(super) local: Vec<usize>,
+    /// Positions of every endpoint this node can reach, in address order.
+    pub(super) reachable: Vec<usize>,
+    /// Whether the service has any usable endpoint anywhere.
+    pub(super) has_any: bool,
+}
+
 /// Splits `endpoints` into the cluster and local lists, with kube-proxy's topology and
 /// terminating-endpoint fallbacks.
 pub fn categorize(
@@ -177,23 +241,46 @@ pub fn categorize(
     uses_local: bool,
     ctx: &NodeContext,
 ) -> Categorized {
-    let mut out = Categorized::default();
+    let selection = select(endpoints, uses_cluster, uses_local, ctx);
+    let pick = |positions: &[usize]| -> Vec<EndpointInfo> {
+        positions.iter().map(|&i| endpoints[i].clone()).collect()
+    };
+    Categorized {
+        cluster: pick(&selection.cluster),
+        local: pick(&selection.local),
+        reachable: pick(&selection.reachable),
+        has_any: selection.has_any,
+    }
+}
+
+/// [`categorize`] by position in `endpoints`.
+pub(super) fn select(
+    endpoints: &[EndpointInfo],
+    uses_cluster: bool,
+    uses_local: bool,
+    ctx: &NodeContext,
+) -> Selection {
+    let mut out = Selection::default();
     let mut topology = TopologyMode::None;
     let mut fell_back_to_terminating = false;
+    let positions = |keep: &dyn Fn(&EndpointInfo) -> bool| -> Vec<usize> {
+        // Sized for every endpoint: one small allocation instead of a growing one.
+        let mut list = Vec::with_capacity(endpoints.len());
+        list.extend(
+            endpoints
+                .iter()
+                .enumerate()
+                .filter(|(_, ep)| keep(ep))
+                .map(|(i, _)| i),
+        );
+        list
+    };
 
     if uses_cluster {
         topology = topology_mode(endpoints, ctx);
-        out.cluster = endpoints
-            .iter()
-            .filter(|ep| ep.ready && allowed_by_topology(ep, topology, ctx))
-            .cloned()
-            .collect();
+        out.cluster = positions(&|ep| ep.ready && allowed_by_topology(ep, topology, ctx));
         if out.cluster.is_empty() {
-            out.cluster = endpoints
-                .iter()
-                .filter(|ep| ep.serving && ep.terminating)
-                .cloned()
-                .collect();
+            out.cluster = positions(&|ep| ep.serving && ep.terminating);
             fell_back_to_terminating = !out.cluster.is_empty();
         }
         out.has_any = !out.cluster.is_empty();
@@ -216,18 +303,10 @@ pub fn categorize(
         }
     }
     if local_ready {
-        out.local = endpoints
-            .iter()
-            .filter(|ep| ep.is_local && ep.ready)
-            .cloned()
-            .collect();
+        out.local = positions(&|ep| ep.is_local && ep.ready);
     } else if local_serving_terminating {
         fell_back_to_terminating = true;
-        out.local = endpoints
-            .iter()
-            .filter(|ep| ep.is_local && ep.serving && ep.terminating)
-            .cloned()
-            .collect();
+        out.local = positions(&|ep| ep.is_local && ep.serving && ep.terminating);
     }
 
     out.reachable = if !uses_cluster {
@@ -236,11 +315,17 @@ pub fn categorize(
         // Without topology or fallbacks the local list is a subset of the cluster list.
         out.cluster.clone()
     } else {
-        let mut union: BTreeMap<&str, &EndpointInfo> = BTreeMap::new();
-        for ep in out.cluster.iter().chain(&out.local) {
-            union.insert(&ep.address, ep);
-        }
-        union.into_values().cloned().collect()
+        // The union by address, in address order; for one address the local list's entry wins.
+        let mut union: Vec<usize> = out.cluster.iter().chain(&out.local).copied().collect();
+        union.sort_by(|&a, &b| endpoints[a].address.cmp(&endpoints[b].address));
+        union.dedup_by(|later, kept| {
+            let same = endpoints[*later].address == endpoints[*kept].address;
+            if same {
+                std::mem::swap(later, kept);
+            }
+            same
+        });
+        union
     };
     out
 }

@@ -177,36 +177,33 @@ impl RuleSet {
 /// Total endpoints over all proxied service ports of `family`: above the threshold kube-proxy switches to
 /// large-cluster mode.
 pub fn count_endpoints(state: &ClusterState, ctx: &NodeContext, family: IpFamily) -> usize {
-    let index = endpoints::slices_by_service(state);
+    let index = endpoints::SliceIndex::new(state);
     state
         .services
         .values()
-        .flat_map(|svc| {
-            let slices = index.get(&svc.id).map(Vec::as_slice).unwrap_or_default();
-            service::service_endpoints(slices, ctx, family, svc)
-        })
+        .flat_map(|svc| service::service_endpoints(index.of(&svc.id), ctx, family, svc))
         .map(|(_, endpoints)| endpoints.len())
         .sum()
 }
 
 /// Plans the whole ruleset of one node for one family.
 pub fn plan(state: &ClusterState, ctx: &NodeContext, family: IpFamily) -> RuleSet {
-    let index = endpoints::slices_by_service(state);
+    let index = endpoints::SliceIndex::new(state);
     // Endpoints first: their total decides large-cluster mode, which shapes every Service's rules.
     let per_port: Vec<_> = state
         .services
         .values()
         .flat_map(|svc| {
-            let slices = index.get(&svc.id).map(Vec::as_slice).unwrap_or_default();
-            service::service_endpoints(slices, ctx, family, svc)
+            service::service_endpoints(index.of(&svc.id), ctx, family, svc)
                 .into_iter()
                 .map(move |(port, eps)| (svc, port, eps))
         })
         .collect();
     let total_endpoints: usize = per_port.iter().map(|(_, _, eps)| eps.len()).sum();
     let large_cluster = total_endpoints > ctx.large_cluster_threshold;
+    // Consumed port by port, so each port's endpoint list is freed as soon as its rules exist.
     let services = per_port
-        .iter()
+        .into_iter()
         .map(|(svc, port, eps)| service::plan_port(ctx, family, large_cluster, svc, port, eps))
         .collect();
     RuleSet {
@@ -234,5 +231,47 @@ pub fn plan_service(
             service::plan_service(&slices, ctx, family, large_cluster, svc)
         }
         None => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic;
+
+    /// One Service whose three endpoints are listed twice, in two slices: six raw endpoints, three
+    /// exact ones.
+    fn duplicated_endpoints() -> ClusterState {
+        let mut state = ClusterState::default();
+        state.insert_service(synthetic::service(1));
+        let slice = synthetic::slice(1, 3, 0);
+        let mut copy = slice.clone();
+        copy.id.name.push_str("-copy");
+        state.insert_slice(slice);
+        state.insert_slice(copy);
+        state
+    }
+
+    fn context(threshold: usize) -> NodeContext {
+        let mut ctx = NodeContext::new("node-0", vec!["192.168.0.10".parse().expect("IP")]);
+        ctx.large_cluster_threshold = threshold;
+        ctx
+    }
+
+    #[test]
+    fn large_cluster_mode_follows_the_exact_endpoint_count() {
+        let state = duplicated_endpoints();
+        assert_eq!(count_endpoints(&state, &context(0), IpFamily::V4), 3);
+        // The raw count (6) is above 4 but the exact, de-duplicated one (3) is not: normal mode.
+        let rules = plan(&state, &context(4), IpFamily::V4);
+        assert!(!rules.large_cluster);
+        assert_eq!(rules, plan(&state, &context(100), IpFamily::V4));
+        // Above the threshold either way.
+        let rules = plan(&state, &context(2), IpFamily::V4);
+        assert!(rules.large_cluster);
+        assert_ne!(
+            rules.services,
+            plan(&state, &context(100), IpFamily::V4).services
+        );
     }
 }

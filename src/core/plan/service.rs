@@ -5,19 +5,19 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::build::RuleBuilder;
-use super::endpoints::{EndpointInfo, categorize, endpoints_for_port};
+use super::endpoints::{EndpointInfo, endpoints_for_port, select};
 use super::{EntryRule, ServiceRules};
 use crate::core::model::{
     EndpointSlice, LocalDetector, NodeContext, Service, ServicePort, ServicePortName, ServiceType,
     TrafficPolicy,
 };
+use crate::core::rules::hash::endpoint_chain_name;
 use crate::core::rules::names::{
     EXT_PREFIX, FW_PREFIX, KUBE_EXTERNAL_SERVICES, KUBE_MARK_MASQ, KUBE_NODEPORTS,
-    KUBE_PROXY_FIREWALL, KUBE_SERVICES, SEP_PREFIX, SVC_PREFIX, SVL_PREFIX,
+    KUBE_PROXY_FIREWALL, KUBE_SERVICES, SVC_PREFIX, SVL_PREFIX,
 };
 use crate::core::rules::{
-    Chain, IpFamily, Neg, Probability, Protocol, Rule, Table, Target, endpoint_chain_hash,
-    service_port_chain_hash,
+    Chain, IpFamily, Neg, Probability, Protocol, Rule, Table, Target, service_port_chain_hash,
 };
 
 /// The nfacct object counting accepted localhost NodePort packets.
@@ -33,7 +33,7 @@ pub(super) fn plan_service(
 ) -> Vec<(ServicePortName, ServiceRules)> {
     service_endpoints(slices, ctx, family, svc)
         .into_iter()
-        .map(|(port, endpoints)| plan_port(ctx, family, large_cluster, svc, port, &endpoints))
+        .map(|(port, endpoints)| plan_port(ctx, family, large_cluster, svc, port, endpoints))
         .collect()
 }
 
@@ -59,14 +59,15 @@ pub(super) fn service_endpoints<'a>(
         .collect()
 }
 
-/// Plans one port of a proxied Service from its endpoints.
+/// Plans one port of a proxied Service from its endpoints (consumed: their addresses move into the
+/// DNAT rules).
 pub(super) fn plan_port(
     ctx: &NodeContext,
     family: IpFamily,
     large_cluster: bool,
     svc: &Service,
     port: &ServicePort,
-    endpoints: &[EndpointInfo],
+    endpoints: Vec<EndpointInfo>,
 ) -> (ServicePortName, ServiceRules) {
     let name = svc.port_name(port);
     let cluster_ip = svc
@@ -87,10 +88,9 @@ struct PortPlanner<'a> {
     ctx: &'a NodeContext,
     family: IpFamily,
     large_cluster: bool,
-    svc_chain: String,
-    svl_chain: String,
-    ext_chain: String,
-    fw_chain: String,
+    /// The hash shared by the port's `KUBE-SVC-`, `KUBE-SVL-`, `KUBE-EXT-` and `KUBE-FW-` chains; each
+    /// name is built where it is used (see [`Self::chain`]), as most ports need only one or two.
+    hash: String,
     external_ips: Vec<IpAddr>,
     lb_vips: Vec<IpAddr>,
     source_ranges: Vec<IpNet>,
@@ -141,10 +141,7 @@ impl<'a> PortPlanner<'a> {
             ctx,
             family,
             large_cluster,
-            svc_chain: format!("{SVC_PREFIX}{hash}"),
-            svl_chain: format!("{SVL_PREFIX}{hash}"),
-            ext_chain: format!("{EXT_PREFIX}{hash}"),
-            fw_chain: format!("{FW_PREFIX}{hash}"),
+            hash,
             external_ips,
             source_ranges: if lb_vips.is_empty() {
                 Vec::new()
@@ -160,15 +157,14 @@ impl<'a> PortPlanner<'a> {
         }
     }
 
-    fn externally_accessible(&self) -> bool {
-        self.node_port.is_some() || !self.lb_vips.is_empty() || !self.external_ips.is_empty()
+    /// The name of this port's chain with `prefix` (`KUBE-SVC-`, `KUBE-SVL-`, `KUBE-EXT-`, `KUBE-FW-`),
+    /// allocated once at its final size.
+    fn chain(&self, prefix: &str) -> String {
+        [prefix, &self.hash].concat()
     }
 
-    fn endpoint_chain(&self, ep: &EndpointInfo) -> String {
-        format!(
-            "{SEP_PREFIX}{}",
-            endpoint_chain_hash(&self.spn, self.protocol.as_str(), &ep.address)
-        )
+    fn externally_accessible(&self) -> bool {
+        self.node_port.is_some() || !self.lb_vips.is_empty() || !self.external_ips.is_empty()
     }
 
     /// `-s <pod range>` / `-i <iface>` for traffic from local pods, if a detector is configured.
@@ -188,42 +184,45 @@ impl<'a> PortPlanner<'a> {
 
     /// The standard capture match: comment, `-m <p> -p <p> -d <ip> --dport <port>`.
     fn capture(&self, comment: String, destination: IpAddr, dport: u16) -> RuleBuilder {
-        RuleBuilder::new()
+        RuleBuilder::with_matches(2)
             .comment(comment)
             .proto(self.protocol, Some(dport))
             .destination_ip(destination)
     }
 
-    fn plan(&self, endpoints: &[EndpointInfo]) -> ServiceRules {
+    fn plan(&self, mut endpoints: Vec<EndpointInfo>) -> ServiceRules {
         let uses_cluster = !self.internal_local || self.externally_accessible();
         let uses_local = self.internal_local || self.external_local;
-        let cat = categorize(endpoints, uses_cluster, uses_local, self.ctx);
+        let cat = select(&endpoints, uses_cluster, uses_local, self.ctx);
         let has_endpoints = cat.has_any;
+        // Each endpoint's chain name is hashed once, though the load-balancing rules and the chain itself
+        // both need it.
+        let mut sep_names = EndpointChainNames::new(self, endpoints.len());
 
-        let (internal_chain, has_internal) = if self.internal_local {
-            (&self.svl_chain, has_endpoints && !cat.local.is_empty())
+        let (internal_prefix, has_internal) = if self.internal_local {
+            (SVL_PREFIX, has_endpoints && !cat.local.is_empty())
         } else {
-            (&self.svc_chain, has_endpoints)
+            (SVC_PREFIX, has_endpoints)
         };
-        let (external_policy_chain, has_external) = if self.external_local {
-            (&self.svl_chain, has_endpoints && !cat.local.is_empty())
+        let (external_policy_prefix, has_external) = if self.external_local {
+            (SVL_PREFIX, has_endpoints && !cat.local.is_empty())
         } else {
-            (&self.svc_chain, has_endpoints)
+            (SVC_PREFIX, has_endpoints)
         };
         let uses_fw = has_endpoints && !self.lb_vips.is_empty() && !self.source_ranges.is_empty();
-        let lb_chain = if uses_fw {
-            &self.fw_chain
-        } else {
-            &self.ext_chain
-        };
+        let lb_prefix = if uses_fw { FW_PREFIX } else { EXT_PREFIX };
 
-        let (filter_target, filter_comment) = if has_endpoints {
-            (Target::Drop, format!("{} has no local endpoints", self.spn))
+        let filter_target = if has_endpoints {
+            Target::Drop
         } else {
-            (
-                Target::Reject { with: None },
-                format!("{} has no endpoints", self.spn),
-            )
+            Target::Reject { with: None }
+        };
+        let filter_comment = || {
+            if has_endpoints {
+                format!("{} has no local endpoints", self.spn)
+            } else {
+                format!("{} has no endpoints", self.spn)
+            }
         };
 
         let mut out = ServiceRules {
@@ -242,14 +241,14 @@ impl<'a> PortPlanner<'a> {
             entry(
                 Table::Nat,
                 KUBE_SERVICES,
-                self.capture(format!("{} cluster IP", self.spn), self.cluster_ip, port)
-                    .jump(internal_chain),
+                self.capture([&self.spn, " cluster IP"].concat(), self.cluster_ip, port)
+                    .jump(self.chain(internal_prefix)),
             );
         } else {
             entry(
                 Table::Filter,
                 KUBE_SERVICES,
-                self.capture(filter_comment.clone(), self.cluster_ip, port)
+                self.capture(filter_comment(), self.cluster_ip, port)
                     .target(filter_target.clone()),
             );
         }
@@ -261,14 +260,14 @@ impl<'a> PortPlanner<'a> {
                     Table::Nat,
                     KUBE_SERVICES,
                     self.capture(format!("{} external IP", self.spn), *ip, port)
-                        .jump(&self.ext_chain),
+                        .jump(self.chain(EXT_PREFIX)),
                 );
             }
             if !has_external {
                 entry(
                     Table::Filter,
                     KUBE_EXTERNAL_SERVICES,
-                    self.capture(filter_comment.clone(), *ip, port)
+                    self.capture(filter_comment(), *ip, port)
                         .target(filter_target.clone()),
                 );
             }
@@ -281,7 +280,7 @@ impl<'a> PortPlanner<'a> {
                     Table::Nat,
                     KUBE_SERVICES,
                     self.capture(format!("{} loadbalancer IP", self.spn), *ip, port)
-                        .jump(lb_chain),
+                        .jump(self.chain(lb_prefix)),
                 );
             }
             if uses_fw {
@@ -289,7 +288,10 @@ impl<'a> PortPlanner<'a> {
                     Table::Filter,
                     KUBE_PROXY_FIREWALL,
                     self.capture(
-                        format!("{} traffic not accepted by {}", self.spn, self.fw_chain),
+                        format!(
+                            "{} traffic not accepted by {FW_PREFIX}{}",
+                            self.spn, self.hash
+                        ),
                         *ip,
                         port,
                     )
@@ -302,7 +304,7 @@ impl<'a> PortPlanner<'a> {
                 entry(
                     Table::Filter,
                     KUBE_EXTERNAL_SERVICES,
-                    self.capture(filter_comment.clone(), *ip, port)
+                    self.capture(filter_comment(), *ip, port)
                         .target(filter_target.clone()),
                 );
             }
@@ -320,7 +322,7 @@ impl<'a> PortPlanner<'a> {
                             .proto(self.protocol, Some(node_port))
                             .destination(loopback_v4())
                             .nfacct(LOCALHOST_NODEPORTS_NFACCT)
-                            .jump(&self.ext_chain),
+                            .jump(self.chain(EXT_PREFIX)),
                     );
                 }
                 entry(
@@ -329,7 +331,7 @@ impl<'a> PortPlanner<'a> {
                     RuleBuilder::new()
                         .comment(self.spn.clone())
                         .proto(self.protocol, Some(node_port))
-                        .jump(&self.ext_chain),
+                        .jump(self.chain(EXT_PREFIX)),
                 );
             }
             if !has_external {
@@ -337,7 +339,7 @@ impl<'a> PortPlanner<'a> {
                     Table::Filter,
                     KUBE_EXTERNAL_SERVICES,
                     RuleBuilder::new()
-                        .comment(filter_comment.clone())
+                        .comment(filter_comment())
                         .dst_type_local()
                         .proto(self.protocol, Some(node_port))
                         .target(filter_target.clone()),
@@ -360,57 +362,81 @@ impl<'a> PortPlanner<'a> {
         // Per-service chains: SVC, SVL, EXT, FW, then the SEP chains.
         let uses_cluster_chain = uses_cluster && !cat.cluster.is_empty();
         let uses_local_chain = uses_local && !cat.local.is_empty();
-        let mut svc_chain = Chain::new(&self.svc_chain);
-        let mut svl_chain = Chain::new(&self.svl_chain);
+        let mut svc_rules = Vec::new();
+        let mut svl_rules = Vec::new();
 
         if has_internal {
-            let masquerade = RuleBuilder::new()
-                .comment(format!("{} cluster IP", self.spn))
-                .proto(self.protocol, Some(port))
-                .destination_ip(self.cluster_ip);
+            let masquerade = || {
+                RuleBuilder::new()
+                    .comment(format!("{} cluster IP", self.spn))
+                    .proto(self.protocol, Some(port))
+                    .destination_ip(self.cluster_ip)
+            };
             let rule = if self.ctx.masquerade_all {
-                Some(masquerade.jump(KUBE_MARK_MASQ))
+                Some(masquerade().jump(KUBE_MARK_MASQ))
             } else {
                 self.if_local()
-                    .map(|local| local.negated(masquerade).jump(KUBE_MARK_MASQ))
+                    .map(|local| local.negated(masquerade()).jump(KUBE_MARK_MASQ))
             };
             if let Some(rule) = rule {
                 if self.internal_local {
-                    svl_chain.rules.push(rule);
+                    svl_rules.push(rule);
                 } else {
-                    svc_chain.rules.push(rule);
+                    svc_rules.push(rule);
                 }
             }
         }
         if uses_cluster_chain {
-            self.balance(&mut svc_chain, &cat.cluster);
+            self.balance(&mut svc_rules, &endpoints, &cat.cluster, &mut sep_names);
         }
         if uses_local_chain {
-            self.balance(&mut svl_chain, &cat.local);
+            self.balance(&mut svl_rules, &endpoints, &cat.local, &mut sep_names);
         }
+        let uses_external_chain = has_endpoints && self.externally_accessible();
+        out.chains.reserve_exact(
+            usize::from(uses_cluster_chain)
+                + usize::from(uses_local_chain)
+                + usize::from(uses_external_chain)
+                + usize::from(uses_fw)
+                + cat.reachable.len(),
+        );
         if uses_cluster_chain {
-            out.chains.push(svc_chain);
+            out.chains.push(Chain {
+                name: self.chain(SVC_PREFIX),
+                rules: svc_rules,
+            });
         }
         if uses_local_chain {
-            out.chains.push(svl_chain);
+            out.chains.push(Chain {
+                name: self.chain(SVL_PREFIX),
+                rules: svl_rules,
+            });
         }
 
-        if has_endpoints && self.externally_accessible() {
+        if uses_external_chain {
             out.chains
-                .push(self.external_chain(external_policy_chain, has_external));
+                .push(self.external_chain(external_policy_prefix, has_external));
         }
         if uses_fw {
             out.chains.push(self.firewall_chain());
         }
-        for ep in &cat.reachable {
-            out.chains.push(self.endpoint_chain_rules(ep));
+        // Each reachable endpoint gets one chain, so its cached name and its address (the DNAT
+        // destination) move into that chain instead of being copied.
+        for &i in &cat.reachable {
+            let ep = &mut endpoints[i];
+            let name = sep_names.take(i, &ep.address);
+            let address = std::mem::take(&mut ep.address);
+            out.chains
+                .push(self.endpoint_chain_rules(ep.ip, address, name));
         }
+        // Entry rules were pushed one by one; keep only the room they use.
+        out.entries.shrink_to_fit();
         out
     }
 
-    /// The `KUBE-EXT-` chain.
-    fn external_chain(&self, policy_chain: &str, has_external: bool) -> Chain {
-        let mut chain = Chain::new(&self.ext_chain);
+    /// The `KUBE-EXT-` chain; `policy_prefix` names the chain of the external traffic policy.
+    fn external_chain(&self, policy_prefix: &str, has_external: bool) -> Chain {
+        let mut chain = Chain::new(self.chain(EXT_PREFIX));
         if !self.external_local {
             chain.rules.push(
                 RuleBuilder::new()
@@ -426,7 +452,9 @@ impl<'a> PortPlanner<'a> {
                     "pod traffic for {} external destinations",
                     self.spn
                 ));
-                chain.rules.push(local.positive(rule).jump(&self.svc_chain));
+                chain
+                    .rules
+                    .push(local.positive(rule).jump(self.chain(SVC_PREFIX)));
             }
             chain.rules.push(
                 RuleBuilder::new()
@@ -444,18 +472,20 @@ impl<'a> PortPlanner<'a> {
                         self.spn
                     ))
                     .src_type_local()
-                    .jump(&self.svc_chain),
+                    .jump(self.chain(SVC_PREFIX)),
             );
         }
         if has_external {
-            chain.rules.push(RuleBuilder::new().jump(policy_chain));
+            chain
+                .rules
+                .push(RuleBuilder::new().jump(self.chain(policy_prefix)));
         }
         chain
     }
 
     /// The `KUBE-FW-` chain applying `loadBalancerSourceRanges`.
     fn firewall_chain(&self) -> Chain {
-        let mut chain = Chain::new(&self.fw_chain);
+        let mut chain = Chain::new(self.chain(FW_PREFIX));
         let comment = format!("{} loadbalancer IP", self.spn);
         let node_ip = self.ctx.node_ip(self.family);
         let mut allow_from_node = false;
@@ -464,7 +494,7 @@ impl<'a> PortPlanner<'a> {
                 RuleBuilder::new()
                     .comment(comment.clone())
                     .source(*range)
-                    .jump(&self.ext_chain),
+                    .jump(self.chain(EXT_PREFIX)),
             );
             allow_from_node |= node_ip.is_some_and(|ip| range.contains(&ip));
         }
@@ -474,7 +504,7 @@ impl<'a> PortPlanner<'a> {
                     RuleBuilder::new()
                         .comment(comment.clone())
                         .source_ip(*ip)
-                        .jump(&self.ext_chain),
+                        .jump(self.chain(EXT_PREFIX)),
                 );
             }
         }
@@ -489,49 +519,91 @@ impl<'a> PortPlanner<'a> {
         chain
     }
 
-    /// Affinity and load-balancing rules from a SVC/SVL chain to its endpoints.
-    fn balance(&self, chain: &mut Chain, endpoints: &[EndpointInfo]) {
+    /// Appends the affinity and load-balancing rules of a SVC/SVL chain to the endpoints at `positions`.
+    fn balance(
+        &self,
+        rules: &mut Vec<Rule>,
+        endpoints: &[EndpointInfo],
+        positions: &[usize],
+        names: &mut EndpointChainNames<'_>,
+    ) {
         let comments = !self.large_cluster;
-        if let Some(timeout) = self.svc.session_affinity_timeout {
-            for ep in endpoints {
-                let sep = self.endpoint_chain(ep);
-                chain.rules.push(
-                    RuleBuilder::new()
-                        .comment_if(comments, || format!("{} -> {}", self.spn, ep.address))
-                        .recent_rcheck(&sep, timeout)
+        let affinity = self.svc.session_affinity_timeout;
+        let n = positions.len();
+        rules.reserve_exact(if affinity.is_some() { 2 * n } else { n });
+        if let Some(timeout) = affinity {
+            for &i in positions {
+                let ep = &endpoints[i];
+                let sep = names.get(i, &ep.address);
+                rules.push(
+                    RuleBuilder::with_matches(usize::from(comments) + 1)
+                        .comment_if(comments, || [&self.spn, " -> ", &ep.address].concat())
+                        .recent_rcheck(sep, timeout)
                         .jump(sep),
                 );
             }
         }
-        let n = endpoints.len();
-        for (i, ep) in endpoints.iter().enumerate() {
-            let mut rule = RuleBuilder::new()
-                .comment_if(comments, || format!("{} -> {}", self.spn, ep.address));
-            if i + 1 < n {
-                rule = rule.probability(Probability::one_in(n - i));
+        for (k, &i) in positions.iter().enumerate() {
+            let ep = &endpoints[i];
+            let last = k + 1 == n;
+            let mut rule = RuleBuilder::with_matches(usize::from(comments) + usize::from(!last))
+                .comment_if(comments, || [&self.spn, " -> ", &ep.address].concat());
+            if !last {
+                rule = rule.probability(Probability::one_in(n - k));
             }
-            chain.rules.push(rule.jump(self.endpoint_chain(ep)));
+            rules.push(rule.jump(names.get(i, &ep.address)));
         }
     }
 
-    /// A `KUBE-SEP-` chain: hairpin masquerade, then DNAT.
-    fn endpoint_chain_rules(&self, ep: &EndpointInfo) -> Chain {
-        let name = self.endpoint_chain(ep);
+    /// A `KUBE-SEP-` chain named `name` for the endpoint at `ip`, DNAT to `address`: hairpin
+    /// masquerade, then DNAT.
+    fn endpoint_chain_rules(&self, ip: IpAddr, address: String, name: String) -> Chain {
         let comments = !self.large_cluster;
-        let hairpin = RuleBuilder::new()
+        let affinity = self.svc.session_affinity_timeout.is_some();
+        let hairpin = RuleBuilder::with_matches(usize::from(comments))
             .comment_if(comments, || self.spn.clone())
-            .source_ip(ep.ip)
+            .source_ip(ip)
             .jump(KUBE_MARK_MASQ);
-        let mut dnat = RuleBuilder::new().comment_if(comments, || self.spn.clone());
-        if self.svc.session_affinity_timeout.is_some() {
+        let mut dnat = RuleBuilder::with_matches(usize::from(comments) + usize::from(affinity) + 1)
+            .comment_if(comments, || self.spn.clone());
+        if affinity {
             dnat = dnat.recent_set(&name);
         }
-        let dnat = dnat.proto(self.protocol, None).target(Target::Dnat {
-            to: ep.address.clone(),
-        });
+        let dnat = dnat
+            .proto(self.protocol, None)
+            .target(Target::Dnat { to: address });
         let mut chain = Chain::new(name);
         chain.rules = vec![hairpin, dnat];
         chain
+    }
+}
+
+/// The `KUBE-SEP-` chain names of one port's endpoints by position, each hashed on first use.
+struct EndpointChainNames<'a> {
+    spn: &'a str,
+    protocol: &'a str,
+    names: Vec<Option<String>>,
+}
+
+impl<'a> EndpointChainNames<'a> {
+    fn new(planner: &'a PortPlanner<'_>, endpoints: usize) -> Self {
+        EndpointChainNames {
+            spn: &planner.spn,
+            protocol: planner.protocol.as_str(),
+            names: vec![None; endpoints],
+        }
+    }
+
+    /// The chain name of the endpoint at position `i`, whose `ip:port` is `address`.
+    fn get(&mut self, i: usize, address: &str) -> &str {
+        self.names[i].get_or_insert_with(|| endpoint_chain_name(self.spn, self.protocol, address))
+    }
+
+    /// Like [`Self::get`], handing the name over.
+    fn take(&mut self, i: usize, address: &str) -> String {
+        self.names[i]
+            .take()
+            .unwrap_or_else(|| endpoint_chain_name(self.spn, self.protocol, address))
     }
 }
 

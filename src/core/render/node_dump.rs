@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::core::plan::{RuleSet, jump_rules};
-use crate::core::rules::format::{Form, chain_declaration, write_append};
+use crate::core::rules::format::{Form, write_append, write_chain_declaration};
 use crate::core::rules::names::KUBE_PROXY_CANARY;
 use crate::core::rules::{Rule, Table};
 
@@ -29,11 +29,11 @@ pub fn render_node_dump(rules: &RuleSet) -> String {
         out.push_str(table.as_str());
         out.push('\n');
         for builtin in table.builtin_chains() {
-            out.push_str(&chain_declaration(builtin, Some("ACCEPT")));
+            write_chain_declaration(&mut out, builtin, Some("ACCEPT"));
             out.push('\n');
         }
         for name in user.keys() {
-            out.push_str(&chain_declaration(name, None));
+            write_chain_declaration(&mut out, name, None);
             out.push('\n');
         }
         for builtin in table.builtin_chains() {

@@ -4,10 +4,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use thiserror::Error;
 
-use super::{ENTRY_CHAINS, push_line, write_chain_rules};
+use super::{ENTRY_CHAINS, push_declaration, write_chain_rules};
 use crate::core::model::{NamespacedName, ServicePortName};
 use crate::core::plan::{RuleSet, ServicePorts, ServiceRules};
-use crate::core::rules::format::{Form, chain_declaration, write_rule_args};
+use crate::core::rules::format::{Form, write_rule_args};
 use crate::core::rules::{Chain, Rule, Table};
 
 /// Why a partial payload cannot express a change; the caller must do a full sync instead.
@@ -207,10 +207,10 @@ impl<'a> Edits<'a> {
             out.push('\n');
             if is_nat {
                 for chain in &self.writes {
-                    push_line(&mut out, &chain_declaration(&chain.name, None));
+                    push_declaration(&mut out, &chain.name);
                 }
                 for name in &self.removals {
-                    push_line(&mut out, &chain_declaration(name, None));
+                    push_declaration(&mut out, name);
                 }
             }
             for ((_, chain), rules) in &deletes {

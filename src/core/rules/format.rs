@@ -11,11 +11,13 @@
 //! order, then the target — the order the kernel prints, so that restore text and saved text differ
 //! only in the details above.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
+use std::net::Ipv4Addr;
+use std::sync::OnceLock;
 
 use ipnet::IpNet;
 
-use super::{IpFamily, MarkOp, Match, Neg, RecentAction, RecentMatch, Rule, Target};
+use super::{IpFamily, MarkOp, Match, Neg, Probability, RecentAction, RecentMatch, Rule, Target};
 
 /// Which textual form to print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,12 +78,12 @@ fn write_words(words: &mut Words<'_>, rule: &Rule, form: Form, family: IpFamily)
     if let Some(src) = &rule.source {
         words.neg(src.negated);
         words.word("-s");
-        words.word(&address_text(&src.value, form));
+        write_address(words, &src.value, form);
     }
     if let Some(dst) = &rule.destination {
         words.neg(dst.negated);
         words.word("-d");
-        words.word(&address_text(&dst.value, form));
+        write_address(words, &dst.value, form);
     }
     if let Some(iface) = &rule.in_interface {
         words.neg(iface.negated);
@@ -107,12 +109,97 @@ fn write_words(words: &mut Words<'_>, rule: &Rule, form: Form, family: IpFamily)
 }
 
 /// A host address prints bare in restore form and with its prefix length in save form.
-fn address_text(net: &IpNet, form: Form) -> String {
-    if form == Form::Restore && net.prefix_len() == net.max_prefix_len() {
-        net.addr().to_string()
+fn write_address(words: &mut Words<'_>, net: &IpNet, form: Form) {
+    let bare = form == Form::Restore && net.prefix_len() == net.max_prefix_len();
+    if let IpNet::V4(v4) = net
+        && let Some(out) = words.text_word()
+    {
+        push_ipv4(out, v4.addr());
+        if !bare {
+            out.push('/');
+            push_decimal(out, u32::from(v4.prefix_len()));
+        }
+    } else if bare {
+        words.word_display(&net.addr());
     } else {
-        net.to_string()
+        words.word_display(net);
     }
+}
+
+/// Appends `ip` in dotted-decimal form, exactly as its `Display` does. A large cluster's payload holds
+/// some 100,000 addresses, and the generic formatting machinery costs several times this.
+pub(crate) fn push_ipv4(out: &mut String, ip: Ipv4Addr) {
+    let mut text = [0u8; 15];
+    let mut len = 0;
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            text[len] = b'.';
+            len += 1;
+        }
+        if octet >= 100 {
+            text[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            text[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        text[len] = b'0' + octet % 10;
+        len += 1;
+    }
+    push_ascii(out, &text[..len]);
+}
+
+/// Appends `n` in decimal.
+pub(crate) fn push_decimal(out: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        // `n % 10` is a single digit.
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    push_ascii(out, &digits[start..]);
+}
+
+/// Appends bytes the callers above only fill with ASCII digits and dots, in one copy.
+fn push_ascii(out: &mut String, text: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(text) {
+        out.push_str(text);
+    }
+}
+
+/// How many ten-decimal `1/k` texts are kept ready; a Service with more endpoints formats the rest.
+const PRECOMPUTED_PROBABILITIES: usize = 1024;
+
+/// The restore-form text of `probability`. Like kube-proxy, the `1/k` values of load-balancing ladders are
+/// formatted once and reused: float formatting is the costliest part of printing a rule.
+fn write_restore_probability(words: &mut Words<'_>, probability: Probability) {
+    static ONE_IN: OnceLock<Vec<String>> = OnceLock::new();
+    let p = probability.0;
+    if p > 0.0 {
+        let k = (1.0 / p).round();
+        if (1.0..=PRECOMPUTED_PROBABILITIES as f64).contains(&k) {
+            let k = k as usize;
+            // Only a value that is exactly `1/k` may use the cached text.
+            if Probability::one_in(k).0.to_bits() == p.to_bits() {
+                let texts = ONE_IN.get_or_init(|| {
+                    (1..=PRECOMPUTED_PROBABILITIES)
+                        .map(|k| Probability::one_in(k).restore_text())
+                        .collect()
+                });
+                if let Some(text) = texts.get(k - 1) {
+                    words.word(text);
+                    return;
+                }
+            }
+        }
+    }
+    words.word(&probability.restore_text());
 }
 
 /// Where printed words go: one text line, or an argument vector for `iptables` itself.
@@ -126,16 +213,58 @@ struct Words<'a> {
 }
 
 impl Words<'_> {
-    fn word(&mut self, w: &str) {
+    /// Starts a word of the text line (the separating space) and returns the line to write it to;
+    /// `None` when the words go to an argument vector.
+    #[inline]
+    fn text_word(&mut self) -> Option<&mut String> {
         match &mut self.sink {
             Sink::Text { out, first } => {
                 if !*first {
                     out.push(' ');
                 }
                 *first = false;
-                out.push_str(w);
+                Some(out)
             }
-            Sink::Argv(args) => args.push(w.to_string()),
+            Sink::Argv(_) => None,
+        }
+    }
+
+    /// Adds a word to the argument vector (after [`Self::text_word`] said the words go there).
+    fn push_arg(&mut self, arg: String) {
+        if let Sink::Argv(args) = &mut self.sink {
+            args.push(arg);
+        }
+    }
+
+    #[inline]
+    fn word(&mut self, w: &str) {
+        match self.text_word() {
+            Some(out) => out.push_str(w),
+            None => self.push_arg(w.to_string()),
+        }
+    }
+
+    /// A word printed straight into the text, without a temporary string.
+    fn word_display(&mut self, value: &dyn fmt::Display) {
+        self.word_fmt(format_args!("{value}"));
+    }
+
+    /// A formatted word printed straight into the text, without a temporary string.
+    fn word_fmt(&mut self, args: fmt::Arguments<'_>) {
+        match self.text_word() {
+            // Writing into a String cannot fail.
+            Some(out) => {
+                let _ = out.write_fmt(args);
+            }
+            None => self.push_arg(args.to_string()),
+        }
+    }
+
+    /// A number, written without the formatting machinery.
+    fn word_decimal(&mut self, n: u32) {
+        match self.text_word() {
+            Some(out) => push_decimal(out, n),
+            None => self.push_arg(n.to_string()),
         }
     }
 
@@ -146,6 +275,7 @@ impl Words<'_> {
         }
     }
 
+    #[inline]
     fn neg(&mut self, negated: bool) {
         if negated {
             self.word("!");
@@ -155,29 +285,27 @@ impl Words<'_> {
     /// A free-text argument: in text, quoted when it has to be (or always, for save-form comments);
     /// in an argument vector, verbatim.
     fn text(&mut self, text: &str, always_quote: bool) {
-        if let Sink::Argv(args) = &mut self.sink {
-            args.push(text.to_string());
+        let Some(out) = self.text_word() else {
+            self.push_arg(text.to_string());
             return;
-        }
+        };
         let needs_quotes = always_quote
             || text.is_empty()
             || text
                 .chars()
                 .any(|c| c.is_whitespace() || c == '"' || c == '\'' || c == '\\');
-        if needs_quotes {
-            let mut quoted = String::with_capacity(text.len() + 2);
-            quoted.push('"');
-            for c in text.chars() {
-                if c == '"' || c == '\\' {
-                    quoted.push('\\');
-                }
-                quoted.push(c);
-            }
-            quoted.push('"');
-            self.word(&quoted);
-        } else {
-            self.word(text);
+        if !needs_quotes {
+            out.push_str(text);
+            return;
         }
+        out.push('"');
+        for c in text.chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
     }
 }
 
@@ -205,10 +333,10 @@ fn write_match(words: &mut Words<'_>, m: &Match, form: Form, family: IpFamily) {
             words.word("--mode");
             words.word("random");
             words.word("--probability");
-            words.word(&match form {
-                Form::Restore => probability.restore_text(),
-                Form::Save => probability.save_text(),
-            });
+            match form {
+                Form::Restore => write_restore_probability(words, *probability),
+                Form::Save => words.word(&probability.save_text()),
+            }
         }
         Match::Recent(recent) => write_recent(words, recent, form, family),
         Match::Conntrack { negated, states } => {
@@ -238,10 +366,10 @@ fn write_match(words: &mut Words<'_>, m: &Match, form: Form, family: IpFamily) {
             words.word("mark");
             words.neg(*negated);
             words.word("--mark");
-            words.word(&match mask {
-                Some(mask) => format!("{value:#x}/{mask:#x}"),
-                None => format!("{value:#x}"),
-            });
+            match mask {
+                Some(mask) => words.word_fmt(format_args!("{value:#x}/{mask:#x}")),
+                None => words.word_fmt(format_args!("{value:#x}")),
+            }
         }
         Match::Nfacct { name } => {
             words.word("-m");
@@ -278,7 +406,12 @@ fn write_port(words: &mut Words<'_>, flag: &str, port: Option<&Neg<super::PortSp
     if let Some(port) = port {
         words.neg(port.negated);
         words.word(flag);
-        words.word(&port.value.to_string());
+        let spec = port.value;
+        if spec.first == spec.last {
+            words.word_decimal(u32::from(spec.first));
+        } else {
+            words.word_display(&spec);
+        }
     }
 }
 
@@ -330,7 +463,7 @@ fn write_recent(words: &mut Words<'_>, recent: &RecentMatch, form: Form, family:
 fn write_recent_timing(words: &mut Words<'_>, recent: &RecentMatch) {
     if let Some(seconds) = recent.seconds {
         words.word("--seconds");
-        words.word(&seconds.to_string());
+        words.word_decimal(seconds);
     }
     if recent.reap {
         words.word("--reap");
@@ -380,16 +513,16 @@ fn write_target(words: &mut Words<'_>, target: &Target, form: Form, family: IpFa
             match (form, op) {
                 (Form::Restore, MarkOp::Or(bits)) => {
                     words.word("--or-mark");
-                    words.word(&format!("{bits:#x}"));
+                    words.word_fmt(format_args!("{bits:#x}"));
                 }
                 (Form::Restore, MarkOp::Xor(bits)) => {
                     words.word("--xor-mark");
-                    words.word(&format!("{bits:#x}"));
+                    words.word_fmt(format_args!("{bits:#x}"));
                 }
                 _ => {
                     let (value, mask) = op.as_set_xmark();
                     words.word("--set-xmark");
-                    words.word(&format!("{value:#x}/{mask:#x}"));
+                    words.word_fmt(format_args!("{value:#x}/{mask:#x}"));
                 }
             }
         }
@@ -411,6 +544,66 @@ pub fn push_line(out: &mut String, text: &str) {
 /// Formats a chain declaration line: `:NAME - [0:0]` for user chains, `:NAME POLICY [0:0]` for built-ins.
 pub fn chain_declaration(name: &str, policy: Option<&str>) -> String {
     let mut s = String::with_capacity(name.len() + 12);
-    let _ = write!(s, ":{name} {} [0:0]", policy.unwrap_or("-"));
+    write_chain_declaration(&mut s, name, policy);
     s
+}
+
+/// Appends [`chain_declaration`] (without a newline) to `out`.
+pub fn write_chain_declaration(out: &mut String, name: &str, policy: Option<&str>) {
+    out.push(':');
+    out.push_str(name);
+    out.push(' ');
+    out.push_str(policy.unwrap_or("-"));
+    out.push_str(" [0:0]");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_and_decimals_print_as_display_does() {
+        for ip in [
+            Ipv4Addr::new(0, 0, 0, 0),
+            Ipv4Addr::new(10, 128, 9, 99),
+            Ipv4Addr::new(100, 200, 255, 1),
+            Ipv4Addr::new(255, 255, 255, 255),
+        ] {
+            let mut out = String::new();
+            push_ipv4(&mut out, ip);
+            assert_eq!(out, ip.to_string());
+        }
+        for n in [0, 7, 10, 99, 100, 65535, 1_000_000, u32::MAX] {
+            let mut out = String::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
+    }
+
+    #[test]
+    fn cached_probabilities_match_formatting() {
+        for k in 1..=PRECOMPUTED_PROBABILITIES + 5 {
+            let probability = Probability::one_in(k);
+            let rule = Rule {
+                matches: vec![Match::Statistic { probability }],
+                ..Rule::default()
+            };
+            let args = rule_args(&rule, Form::Restore, IpFamily::V4);
+            assert_eq!(
+                args,
+                format!(
+                    "-m statistic --mode random --probability {}",
+                    probability.restore_text()
+                )
+            );
+        }
+        // A value that is not exactly 1/k is formatted, not looked up.
+        let rule = Rule {
+            matches: vec![Match::Statistic {
+                probability: Probability(0.3333333),
+            }],
+            ..Rule::default()
+        };
+        assert!(rule_args(&rule, Form::Restore, IpFamily::V4).ends_with(" 0.3333333000"));
+    }
 }

@@ -6,12 +6,27 @@
 use data_encoding::BASE32;
 use sha2::{Digest, Sha256};
 
-/// The 16-character hash of `input`.
-fn hash16(input: &str) -> String {
-    let digest = Sha256::digest(input.as_bytes());
-    let mut encoded = BASE32.encode(&digest);
-    encoded.truncate(16);
-    encoded
+/// Appends the 16-character hash of the concatenation of `parts` to `out`.
+///
+/// The parts are fed to SHA-256 one by one instead of being joined into a temporary string, and only the
+/// first 10 bytes of the digest are encoded: 16 base32 characters carry exactly 80 bits, so encoding the
+/// whole digest and cutting it gives the same text. A full plan hashes one name per endpoint, so this
+/// runs some 100,000 times for a large cluster.
+fn push_hash16(out: &mut String, parts: &[&str]) {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+    }
+    let digest = hasher.finalize();
+    BASE32.encode_append(&digest[..10], out);
+}
+
+/// `prefix` followed by the 16-character hash of `parts`, allocated once.
+fn hashed_name(prefix: &str, parts: &[&str]) -> String {
+    let mut name = String::with_capacity(prefix.len() + 16);
+    name.push_str(prefix);
+    push_hash16(&mut name, parts);
+    name
 }
 
 /// The hash shared by a service port's `KUBE-SVC-`, `KUBE-SVL-`, `KUBE-EXT-` and `KUBE-FW-` chains.
@@ -19,13 +34,21 @@ fn hash16(input: &str) -> String {
 /// `service_port_name` is `namespace/name` or `namespace/name:port` (see
 /// [`crate::core::model::ServicePortName`]); `protocol` is lowercase.
 pub fn service_port_chain_hash(service_port_name: &str, protocol: &str) -> String {
-    hash16(&format!("{service_port_name}{protocol}"))
+    hashed_name("", &[service_port_name, protocol])
 }
 
 /// The hash of a `KUBE-SEP-` chain: the service port, the protocol and the endpoint's `ip:port`
 /// (`[ip]:port` for IPv6), with no separators.
 pub fn endpoint_chain_hash(service_port_name: &str, protocol: &str, endpoint: &str) -> String {
-    hash16(&format!("{service_port_name}{protocol}{endpoint}"))
+    hashed_name("", &[service_port_name, protocol, endpoint])
+}
+
+/// The full name of an endpoint's chain: `KUBE-SEP-` and [`endpoint_chain_hash`], built in one string.
+pub fn endpoint_chain_name(service_port_name: &str, protocol: &str, endpoint: &str) -> String {
+    hashed_name(
+        super::names::SEP_PREFIX,
+        &[service_port_name, protocol, endpoint],
+    )
 }
 
 #[cfg(test)]
@@ -84,6 +107,14 @@ mod tests {
                 "hash of {spn}{proto}{ep}"
             );
         }
+    }
+
+    #[test]
+    fn endpoint_chain_name_is_prefix_and_hash() {
+        assert_eq!(
+            endpoint_chain_name("ns1/svc1:p80", "tcp", "10.180.0.1:80"),
+            "KUBE-SEP-SXIVWICOYRO3J4NJ"
+        );
     }
 
     #[test]
