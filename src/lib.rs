@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod core;
 pub mod iptables;
+pub mod kube;
 pub mod output;
 pub mod proxy;
 pub mod synthetic;

@@ -1,0 +1,530 @@
+//! The HTTP side: one handler that routes, checks authentication, outages and RBAC, then serves.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use super::resources::{ResourceDef, Route, route};
+use super::selector::{FieldSelector, LabelSelector};
+use super::status::{self, bad_request, failure, json_response, not_found, qualified};
+use super::store::{Filter, WatchStart, WriteError};
+use super::{RequestRecord, Shared};
+
+/// The largest request body accepted.
+const BODY_LIMIT: usize = 16 << 20;
+/// The watch duration when the client sets no `timeoutSeconds` (the API server picks 30–60 minutes).
+const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// Serves every request.
+pub async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let params: HashMap<String, String> = Query::try_from_uri(request.uri())
+        .map(|Query(map)| map)
+        .unwrap_or_default();
+    let index = shared.log_request(RequestRecord {
+        method: request.method().to_string(),
+        path: request.uri().path().to_string(),
+        query: request.uri().query().map(str::to_string),
+        params: params.clone(),
+        status: None,
+    });
+    let response = serve(&shared, request, &params).await;
+    shared.log_status(index, response.status().as_u16());
+    response
+}
+
+async fn serve(
+    shared: &Arc<Shared>,
+    request: Request,
+    params: &HashMap<String, String>,
+) -> Response {
+    let (failing, token, user) = {
+        let inner = shared.lock();
+        (inner.failing, inner.token.clone(), inner.user.clone())
+    };
+    if let Some(code) = failing {
+        let (reason, message) = if code == 503 {
+            (
+                "ServiceUnavailable",
+                "the server is currently unable to handle the request",
+            )
+        } else {
+            (
+                "InternalError",
+                "Internal error occurred: etcdserver: request timed out",
+            )
+        };
+        return failure(code, reason, message, None);
+    }
+    let authorized = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == format!("Bearer {token}"));
+    if !authorized {
+        return failure(401, "Unauthorized", "Unauthorized", None);
+    }
+
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str().to_string())
+        .unwrap_or_default();
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = match axum::body::to_bytes(request.into_body(), BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(e) => return bad_request(&format!("cannot read the request body: {e}")),
+    };
+    let watching = params.get("watch").is_some_and(|w| w == "true" || w == "1");
+
+    match route(&path) {
+        Route::Version => json_response(
+            StatusCode::OK,
+            &json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-svcproxy-test", "platform": "linux/amd64"}),
+        ),
+        Route::Unknown => status::no_route(),
+        Route::Collection { def, namespace } => {
+            let verb = match method {
+                Method::GET if watching => "watch",
+                Method::GET => "list",
+                Method::POST => "create",
+                Method::DELETE => "deletecollection",
+                _ => return method_not_allowed(&method),
+            };
+            if let Some(denied) = forbidden(
+                shared,
+                &user,
+                verb,
+                def.group,
+                def.plural,
+                namespace.as_deref(),
+                None,
+            ) {
+                return denied;
+            }
+            match verb {
+                "watch" => watch(shared, def, namespace, params),
+                "list" => list(shared, def, namespace, params),
+                "create" => create(shared, def, namespace.as_deref(), &body),
+                _ => method_not_allowed(&method),
+            }
+        }
+        Route::Object {
+            def,
+            namespace,
+            name,
+        } => {
+            let verb = match method {
+                Method::GET => "get",
+                Method::PUT => "update",
+                Method::PATCH => "patch",
+                Method::DELETE => "delete",
+                _ => return method_not_allowed(&method),
+            };
+            if let Some(denied) = forbidden(
+                shared,
+                &user,
+                verb,
+                def.group,
+                def.plural,
+                namespace.as_deref(),
+                Some(&name),
+            ) {
+                return denied;
+            }
+            object(
+                shared,
+                verb,
+                def,
+                namespace.as_deref(),
+                &name,
+                content_type.as_deref(),
+                &body,
+            )
+        }
+        Route::PodProxy {
+            namespace,
+            name,
+            port,
+            path,
+        } => {
+            let verb = match method {
+                Method::GET | Method::HEAD => "get",
+                Method::POST => "create",
+                Method::PUT => "update",
+                Method::PATCH => "patch",
+                Method::DELETE => "delete",
+                _ => return method_not_allowed(&method),
+            };
+            if let Some(denied) = forbidden(
+                shared,
+                &user,
+                verb,
+                "",
+                "pods/proxy",
+                Some(&namespace),
+                Some(&name),
+            ) {
+                return denied;
+            }
+            let query = path_and_query.split_once('?').map(|(_, q)| q);
+            pod_proxy(
+                shared,
+                &method,
+                &namespace,
+                &name,
+                port,
+                &path,
+                query,
+                content_type.as_deref(),
+                body,
+            )
+            .await
+        }
+    }
+}
+
+fn method_not_allowed(method: &Method) -> Response {
+    failure(
+        405,
+        "MethodNotAllowed",
+        &format!("the server does not allow this method on the requested resource ({method})"),
+        None,
+    )
+}
+
+/// 403 when the test forbade `verb` on `resource`, with the message the API server's authorizer gives.
+fn forbidden(
+    shared: &Shared,
+    user: &str,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    namespace: Option<&str>,
+    name: Option<&str>,
+) -> Option<Response> {
+    let denied = shared
+        .lock()
+        .forbidden
+        .contains(&(verb.to_string(), qualified(group, resource)));
+    if !denied {
+        return None;
+    }
+    let base = resource.split('/').next().unwrap_or(resource);
+    let subject = match name {
+        Some(name) => format!("{} \"{name}\"", qualified(group, base)),
+        None => qualified(group, base),
+    };
+    let scope = match namespace {
+        Some(ns) => format!("in the namespace \"{ns}\""),
+        None => "at the cluster scope".to_string(),
+    };
+    let message = format!(
+        "{subject} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"{group}\" {scope}"
+    );
+    let mut details = json!({"group": group, "kind": base});
+    if let Some(name) = name {
+        details["name"] = json!(name);
+    }
+    Some(failure(403, "Forbidden", &message, Some(details)))
+}
+
+fn selectors(
+    def: &'static ResourceDef,
+    namespace: Option<String>,
+    params: &HashMap<String, String>,
+) -> Result<Filter, String> {
+    let labels = LabelSelector::parse(params.get("labelSelector").map_or("", String::as_str))?;
+    let fields = FieldSelector::parse(params.get("fieldSelector").map_or("", String::as_str), def)?;
+    Ok(Filter {
+        def,
+        namespace,
+        labels,
+        fields,
+    })
+}
+
+fn list(
+    shared: &Shared,
+    def: &'static ResourceDef,
+    namespace: Option<String>,
+    params: &HashMap<String, String>,
+) -> Response {
+    let filter = match selectors(def, namespace, params) {
+        Ok(filter) => filter,
+        Err(why) => return bad_request(&why),
+    };
+    let (items, rv) = shared.lock().store.list(&filter);
+    // Items of a list carry no apiVersion/kind, as the API server sends them.
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|mut item| {
+            if let Value::Object(map) = &mut item {
+                map.remove("apiVersion");
+                map.remove("kind");
+            }
+            item
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "kind": format!("{}List", def.kind),
+            "apiVersion": def.api_version(),
+            "metadata": {"resourceVersion": rv.to_string()},
+            "items": items,
+        }),
+    )
+}
+
+fn watch(
+    shared: &Arc<Shared>,
+    def: &'static ResourceDef,
+    namespace: Option<String>,
+    params: &HashMap<String, String>,
+) -> Response {
+    let filter = match selectors(def, namespace, params) {
+        Ok(filter) => filter,
+        Err(why) => return bad_request(&why),
+    };
+    let flag = |name: &str| params.get(name).is_some_and(|v| v == "true" || v == "1");
+    let start = match params.get("resourceVersion").map(String::as_str) {
+        None | Some("") | Some("0") => WatchStart::Current {
+            initial_events_end: flag("sendInitialEvents"),
+        },
+        Some(rv) => match rv.parse() {
+            Ok(rv) => WatchStart::After(rv),
+            Err(_) => return bad_request(&format!("invalid resource version {rv:?}")),
+        },
+    };
+    let timeout = params
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .filter(|t| *t > 0)
+        .map_or(DEFAULT_WATCH_TIMEOUT, Duration::from_secs);
+
+    let (tx, rx) = futures::channel::mpsc::unbounded::<Bytes>();
+    let opened = shared
+        .lock()
+        .store
+        .watch(filter, flag("allowWatchBookmarks"), start, tx.clone());
+    match opened {
+        Ok(id) => {
+            let shared = Arc::clone(shared);
+            tokio::spawn(async move {
+                tokio::time::sleep(timeout).await;
+                shared.lock().store.end_watch(id);
+            });
+        }
+        // As the API server does: HTTP 200, one ERROR event with the Status, then the end of the stream.
+        Err(expired) => {
+            let _ = tx.unbounded_send(super::store::event_line("ERROR", &expired));
+        }
+    }
+    drop(tx);
+    let mut response = Body::from_stream(rx.map(Ok::<Bytes, Infallible>)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, String> {
+    serde_json::from_slice(body).map_err(|e| format!("the request body is not JSON: {e}"))
+}
+
+fn write_error(def: &ResourceDef, name: &str, error: WriteError) -> Response {
+    let resource = qualified(def.group, def.plural);
+    match error {
+        WriteError::AlreadyExists => failure(
+            409,
+            "AlreadyExists",
+            &format!("{resource} \"{name}\" already exists"),
+            Some(json!({"name": name, "group": def.group, "kind": def.plural})),
+        ),
+        WriteError::NotFound => not_found(def.group, def.plural, name),
+        WriteError::Conflict => failure(
+            409,
+            "Conflict",
+            &format!(
+                "Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+            ),
+            Some(json!({"name": name, "group": def.group, "kind": def.plural})),
+        ),
+        WriteError::Invalid(why) => failure(
+            422,
+            "Invalid",
+            &format!("{} \"{name}\" is invalid: {why}", def.kind),
+            None,
+        ),
+    }
+}
+
+fn create(
+    shared: &Shared,
+    def: &'static ResourceDef,
+    namespace: Option<&str>,
+    body: &Bytes,
+) -> Response {
+    let object = match parse_body(body) {
+        Ok(object) => object,
+        Err(why) => return bad_request(&why),
+    };
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if def.namespaced && namespace.is_none() {
+        return bad_request("create needs a namespaced path: /…/namespaces/NAMESPACE/…");
+    }
+    match shared.lock().store.create(def, namespace, object) {
+        Ok(stored) => json_response(StatusCode::CREATED, &stored),
+        Err(error) => write_error(def, &name, error),
+    }
+}
+
+fn object(
+    shared: &Shared,
+    verb: &str,
+    def: &'static ResourceDef,
+    namespace: Option<&str>,
+    name: &str,
+    content_type: Option<&str>,
+    body: &Bytes,
+) -> Response {
+    let ns = namespace.unwrap_or_default();
+    match verb {
+        "get" => match shared.lock().store.get(def, ns, name) {
+            Some(object) => json_response(StatusCode::OK, object),
+            None => not_found(def.group, def.plural, name),
+        },
+        "delete" => match shared.lock().store.delete(def, ns, name) {
+            Some(object) => json_response(StatusCode::OK, &object),
+            None => not_found(def.group, def.plural, name),
+        },
+        "update" => {
+            let object = match parse_body(body) {
+                Ok(object) => object,
+                Err(why) => return bad_request(&why),
+            };
+            match shared.lock().store.update(def, namespace, name, object) {
+                Ok(stored) => json_response(StatusCode::OK, &stored),
+                Err(error) => write_error(def, name, error),
+            }
+        }
+        "patch" => {
+            let merge = matches!(
+                content_type.map(|c| c.split(';').next().unwrap_or(c).trim()),
+                Some("application/merge-patch+json" | "application/strategic-merge-patch+json")
+            );
+            if !merge {
+                return failure(
+                    415,
+                    "UnsupportedMediaType",
+                    &format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/strategic-merge-patch+json (got {content_type:?})"
+                    ),
+                    None,
+                );
+            }
+            let patch = match parse_body(body) {
+                Ok(patch) => patch,
+                Err(why) => return bad_request(&why),
+            };
+            match shared
+                .lock()
+                .store
+                .merge_patch(def, namespace, name, &patch)
+            {
+                Ok(stored) => json_response(StatusCode::OK, &stored),
+                Err(error) => write_error(def, name, error),
+            }
+        }
+        _ => failure(405, "MethodNotAllowed", "method not allowed", None),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn pod_proxy(
+    shared: &Shared,
+    method: &Method,
+    namespace: &str,
+    name: &str,
+    port: Option<String>,
+    path: &str,
+    query: Option<&str>,
+    content_type: Option<&str>,
+    body: Bytes,
+) -> Response {
+    let Some(pods) = super::resources::find("", "v1", "pods") else {
+        return status::no_route();
+    };
+    let target = {
+        let inner = shared.lock();
+        let Some(pod) = inner.store.get(pods, namespace, name) else {
+            return not_found("", "pods", name);
+        };
+        // Without a port, the API server uses the first container's first port.
+        let port = match port {
+            Some(port) => port.parse::<u16>().ok(),
+            None => pod
+                .pointer("/spec/containers/0/ports/0/containerPort")
+                .and_then(Value::as_u64)
+                .and_then(|p| u16::try_from(p).ok())
+                .or(Some(80)),
+        };
+        port.and_then(|port| {
+            inner
+                .pod_proxies
+                .get(&(namespace.to_string(), name.to_string(), port))
+                .cloned()
+                .map(|target| (port, target))
+        })
+    };
+    let Some((port, target)) = target else {
+        return failure(
+            503,
+            "ServiceUnavailable",
+            &format!(
+                "error trying to reach service: no proxy target registered for pod {namespace}/{name} on that port"
+            ),
+            None,
+        );
+    };
+    let path_and_query = match query {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_string(),
+    };
+    match super::pod_proxy::forward(
+        &target,
+        method.as_str(),
+        &path_and_query,
+        content_type,
+        body,
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(why) => failure(
+            503,
+            "ServiceUnavailable",
+            &format!("error trying to reach service: pod {namespace}/{name} port {port}: {why}"),
+            None,
+        ),
+    }
+}
