@@ -16,8 +16,9 @@ use crate::core::parse::parse_dump;
 use crate::core::plan::{RuleSet, jump_rules, plan, plan_service};
 use crate::core::render::{render_service_updates, render_transactions};
 use crate::core::rules::names::is_service_chain;
-use crate::core::rules::{IpFamily, Table};
+use crate::core::rules::{IpFamily, Protocol, Table};
 use crate::iptables::{Iptables, IptablesError};
+use crate::proxy::conntrack::{Conntrack, udp_targets};
 
 /// Largest number of per-service rules in one restore transaction of a full sync.
 pub const DEFAULT_TRANSACTION_RULES: usize = 4000;
@@ -46,6 +47,8 @@ pub struct SyncOutcome {
     pub no_local_endpoints: (usize, usize),
     /// Stale chains deleted.
     pub stale_chains: usize,
+    /// UDP conntrack entries deleted after the sync (answered by backends that no longer serve).
+    pub conntrack_deleted: usize,
 }
 
 /// Why a sync failed.
@@ -68,6 +71,7 @@ pub enum SyncError {
 #[derive(Debug)]
 pub struct FamilySyncer {
     tools: Iptables,
+    conntrack: Option<Conntrack>,
     transaction_rules: usize,
     /// What the kernel holds after the last successful sync; `None` when unknown.
     current: Option<RuleSet>,
@@ -79,10 +83,17 @@ impl FamilySyncer {
     pub fn new(tools: Iptables) -> FamilySyncer {
         FamilySyncer {
             tools,
+            conntrack: None,
             transaction_rules: DEFAULT_TRANSACTION_RULES,
             current: None,
             last_full: None,
         }
+    }
+
+    /// Cleans up stale UDP conntrack entries with `conntrack` after syncs that changed UDP Services.
+    pub fn with_conntrack(mut self, conntrack: Conntrack) -> FamilySyncer {
+        self.conntrack = Some(conntrack);
+        self
     }
 
     /// Overrides the size of full-sync transactions.
@@ -126,14 +137,52 @@ impl FamilySyncer {
         force_full: bool,
     ) -> Result<SyncOutcome, SyncError> {
         let start = Instant::now();
+        let mut outcome = None;
         if !force_full && let Some(current) = self.current.take() {
-            match self.partial(state, ctx, changed, current, start) {
-                Ok(Some(outcome)) => return Ok(outcome),
-                Ok(None) => {} // the change needs a full sync
-                Err(e) => return Err(e),
+            outcome = self.partial(state, ctx, changed, current, start)?;
+        }
+        let mut outcome = match outcome {
+            Some(outcome) => outcome,
+            None => self.full(state, ctx, start)?,
+        };
+        outcome.conntrack_deleted = self.clean_conntrack(state, changed, outcome.kind);
+        Ok(outcome)
+    }
+
+    /// Deletes UDP flows answered by backends that stopped serving, when a UDP Service changed (or
+    /// after any full sync). Failures are logged: stale flows expire on their own eventually.
+    fn clean_conntrack(
+        &self,
+        state: &ClusterState,
+        changed: &BTreeSet<NamespacedName>,
+        kind: SyncKind,
+    ) -> usize {
+        let Some(conntrack) = &self.conntrack else {
+            return 0;
+        };
+        let touches_udp = kind == SyncKind::Full
+            || changed.iter().any(|id| {
+                state
+                    .services
+                    .get(id)
+                    .is_some_and(|svc| svc.ports.iter().any(|p| p.protocol == Protocol::Udp))
+            });
+        if !touches_udp {
+            return 0;
+        }
+        let family = self.family();
+        match conntrack.cleanup(family, &udp_targets(state, family)) {
+            Ok(deleted) => {
+                if deleted > 0 {
+                    tracing::info!(%family, deleted, "deleted stale UDP conntrack entries");
+                }
+                deleted
+            }
+            Err(e) => {
+                tracing::warn!(%family, error = %e, "UDP conntrack cleanup failed");
+                0
             }
         }
-        self.full(state, ctx, start)
     }
 
     fn full(
@@ -183,6 +232,7 @@ impl FamilySyncer {
             total_rules: rules.rule_counts(),
             no_local_endpoints: no_local_counts(&rules),
             stale_chains: stale.len(),
+            conntrack_deleted: 0,
         };
         self.current = Some(rules);
         self.last_full = Some(Instant::now());
@@ -239,6 +289,7 @@ impl FamilySyncer {
             total_rules: current.rule_counts(),
             no_local_endpoints: no_local_counts(&current),
             stale_chains: 0,
+            conntrack_deleted: 0,
         };
         self.current = Some(current);
         Ok(Some(outcome))
