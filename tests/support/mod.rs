@@ -5,3 +5,4 @@ pub mod apiserver;
 pub mod builders;
 pub mod dumpcmp;
 pub mod netns;
+pub mod testbed;
