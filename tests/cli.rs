@@ -133,17 +133,33 @@ fn under_another_name_it_presents_itself_by_that_name() {
 
 #[test]
 fn commands_not_in_this_version_say_so_and_exit_2() {
-    for args in [
-        &["proxy"][..],
-        &["trace", "web"],
-        &["chains", "web"],
-        &["tui"],
-    ] {
+    for args in [&["trace", "web"][..], &["chains", "web"], &["tui"]] {
         let name = args[0];
         bin().args(args).assert().code(2).stdout("").stderr(format!(
             "error: `kubectl svcproxy {name}` is not available in this version yet\n"
         ));
     }
+}
+
+#[test]
+fn proxy_without_a_cluster_says_how_to_point_it_at_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    bin()
+        .args(["proxy", "--hostname-override=n1"])
+        .env("KUBECONFIG", dir.path().join("missing"))
+        .env("HOME", dir.path())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains("--kubeconfig"));
+    bin()
+        .args(["proxy", "--audit", "--hostname-override=n1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--audit` is not available in this version yet",
+        ));
 }
 
 #[test]

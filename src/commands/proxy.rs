@@ -184,6 +184,10 @@ async fn serve(
     node_name: String,
     backend: Backend,
 ) -> anyhow::Result<()> {
+    // Configuration errors first, before any port is bound or any rule touched.
+    let client = client(&KubeOptions::from(&ctx.global))
+        .await
+        .context("cannot build the Kubernetes client")?;
     let cancel = CancellationToken::new();
     let tools = families(backend);
     let health = Arc::new(ProxyHealth::for_sync_period(args.iptables_sync_period));
@@ -209,9 +213,6 @@ async fn serve(
     let metrics_server = serve_metrics(args.metrics_bind_address, state, cancel.clone()).await?;
     tracing::info!(healthz = %health_server.local_addr(), metrics = %metrics_server.local_addr(), "serving");
 
-    let client = client(&KubeOptions::from(&ctx.global))
-        .await
-        .context("cannot build the Kubernetes client")?;
     let (tx, rx) = mpsc::channel(1024);
     let watch_cancel = cancel.clone();
     let watch_node = node_name.clone();

@@ -268,6 +268,11 @@ impl Testbed {
         self.proxy = Some(child);
     }
 
+    /// The PID of the running proxy process (inside `ip netns exec`, which execs it).
+    pub fn proxy_pid(&self) -> Option<u32> {
+        self.proxy.as_ref().map(Child::id)
+    }
+
     /// Stops the proxy with SIGTERM (by its PID) and waits for it.
     pub fn stop_proxy(&mut self) {
         if let Some(mut child) = self.proxy.take() {
