@@ -119,7 +119,7 @@ fn proxy_at_scale() {
             bed.api.apply_json(slice(i, 0));
         }
         let started = Instant::now();
-        bed.start_proxy(&["--iptables-sync-period=30s", "--iptables-min-sync-period=0"]);
+        bed.start_proxy(&["--iptables-sync-period=30s"]);
         bed.wait(Duration::from_secs(300), "the first full sync", || {
             syncs(&bed.proxy_log())
                 .iter()

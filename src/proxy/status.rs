@@ -16,6 +16,10 @@ use crate::core::model::{ClusterState, NamespacedName, Node, ServiceType, Traffi
 use crate::core::rules::{IpFamily, Table};
 use crate::iptables::Iptables;
 
+/// How often the copy of the cluster state behind `/debug/state` is refreshed: copying it on every sync
+/// would cost time and memory at scale.
+pub const STATE_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The health-check node ports wanted, and the local ready endpoint count of each Service.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HealthCheckPorts {
@@ -39,7 +43,9 @@ pub struct ProxyStatus {
     metrics: Arc<ProxyMetrics>,
     tools: Vec<Iptables>,
     records: Mutex<BTreeMap<IpFamily, FamilyRecord>>,
-    state: Mutex<serde_json::Value>,
+    /// A copy of the cluster state for `/debug/state`, refreshed at most every [`STATE_REFRESH`];
+    /// serialized only when asked for.
+    state: Mutex<Option<(std::time::Instant, Arc<ClusterState>)>>,
     health_checks: watch::Sender<HealthCheckPorts>,
     change_totals: Mutex<(u64, u64)>,
 }
@@ -60,7 +66,7 @@ impl ProxyStatus {
             metrics,
             tools,
             records: Mutex::new(BTreeMap::new()),
-            state: Mutex::new(serde_json::json!({})),
+            state: Mutex::new(None),
             health_checks,
             change_totals: Mutex::new((0, 0)),
         };
@@ -184,7 +190,14 @@ impl SyncObserver for ProxyStatus {
                 payload: outcome.payloads.concat(),
             });
         }
-        *self.state.lock().unwrap_or_else(PoisonError::into_inner) = state_document(state);
+        let mut copy = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if copy
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() >= STATE_REFRESH)
+        {
+            *copy = Some((std::time::Instant::now(), Arc::new(state.clone())));
+        }
+        drop(copy);
         self.health_checks
             .send_replace(health_check_ports(state, &self.node_name));
     }
@@ -225,9 +238,15 @@ impl DebugSource for ProxyStatus {
     }
 
     fn state(&self) -> serde_json::Value {
-        self.state
+        let copy = self
+            .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .as_ref()
+            .map(|(_, state)| state.clone());
+        match copy {
+            Some(state) => state_document(&state),
+            None => state_document(&ClusterState::default()),
+        }
     }
 }
