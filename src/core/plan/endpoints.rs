@@ -329,3 +329,94 @@ pub(super) fn select(
     };
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(last: u8, node: &str, zone_hints: &[&str], node_hints: &[&str]) -> EndpointInfo {
+        let ip = IpAddr::from([10, 180, 0, last]);
+        EndpointInfo {
+            ip,
+            port: 80,
+            address: host_port(ip, 80),
+            ready: true,
+            serving: true,
+            terminating: false,
+            is_local: node == "test-node",
+            node_name: Some(node.into()),
+            zone_hints: zone_hints.iter().map(|s| (*s).to_string()).collect(),
+            node_hints: node_hints.iter().map(|s| (*s).to_string()).collect(),
+        }
+    }
+
+    fn ctx(zone: &str) -> NodeContext {
+        let mut ctx = NodeContext::new("test-node", vec![IpAddr::from([192, 168, 0, 2])]);
+        ctx.node_labels
+            .insert(crate::core::model::ZONE_LABEL.into(), zone.into());
+        ctx
+    }
+
+    fn addresses(list: &[EndpointInfo]) -> Vec<&str> {
+        list.iter().map(|e| e.address.as_str()).collect()
+    }
+
+    #[test]
+    fn zone_hints_keep_this_zones_endpoints() {
+        let eps = [
+            ep(1, "a", &["z1"], &[]),
+            ep(2, "b", &["z2"], &[]),
+            ep(3, "c", &["z1"], &[]),
+        ];
+        let got = categorize(&eps, true, false, &ctx("z1"));
+        assert_eq!(addresses(&got.cluster), ["10.180.0.1:80", "10.180.0.3:80"]);
+    }
+
+    #[test]
+    fn hints_are_ignored_unless_every_ready_endpoint_has_them_or_none_is_for_us() {
+        let partial = [ep(1, "a", &["z1"], &[]), ep(2, "b", &[], &[])];
+        assert_eq!(
+            categorize(&partial, true, false, &ctx("z1")).cluster.len(),
+            2
+        );
+        let elsewhere = [ep(1, "a", &["z2"], &[]), ep(2, "b", &["z3"], &[])];
+        assert_eq!(
+            categorize(&elsewhere, true, false, &ctx("z1"))
+                .cluster
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn node_hints_win_over_zone_hints_when_the_gate_is_on() {
+        let eps = [
+            ep(1, "test-node", &["z1"], &["test-node"]),
+            ep(2, "b", &["z1"], &["b"]),
+        ];
+        assert_eq!(
+            addresses(&categorize(&eps, true, false, &ctx("z1")).cluster),
+            ["10.180.0.1:80"]
+        );
+        let mut off = ctx("z1");
+        off.prefer_same_node_gate = false;
+        assert_eq!(
+            categorize(&eps, true, false, &off).cluster.len(),
+            2,
+            "zone hints apply instead"
+        );
+    }
+
+    #[test]
+    fn topology_filtering_keeps_local_endpoints_reachable() {
+        // eTP=Local with a local endpoint hinted for another zone: it still gets a SEP chain.
+        let eps = [ep(1, "test-node", &["z2"], &[]), ep(2, "b", &["z1"], &[])];
+        let got = categorize(&eps, true, true, &ctx("z1"));
+        assert_eq!(addresses(&got.cluster), ["10.180.0.2:80"]);
+        assert_eq!(addresses(&got.local), ["10.180.0.1:80"]);
+        assert_eq!(
+            addresses(&got.reachable),
+            ["10.180.0.1:80", "10.180.0.2:80"]
+        );
+    }
+}
