@@ -3,17 +3,17 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 use support::builders::*;
+use support::checks::assert_jumps_consistent;
 use svcproxy::core::model::{ClusterState, LocalDetector, NodeContext};
 use svcproxy::core::parse::parse_dump;
-use svcproxy::core::plan::{RuleSet, plan};
-use svcproxy::core::render::{owned_chains, render_full, render_node_dump};
+use svcproxy::core::plan::plan;
+use svcproxy::core::render::{render_full, render_node_dump};
 use svcproxy::core::rules::format::{Form, chain_declaration, write_append};
-use svcproxy::core::rules::names::is_service_chain;
-use svcproxy::core::rules::{Dump, IpFamily, Table};
+use svcproxy::core::rules::{Dump, IpFamily};
 
 /// One random Service with its endpoints.
 #[derive(Debug, Clone)]
@@ -154,30 +154,6 @@ fn print(dump: &Dump, form: Form) -> String {
         out.push_str("COMMIT\n");
     }
     out
-}
-
-fn assert_jumps_consistent(rules: &RuleSet) {
-    for table in [Table::Filter, Table::Nat] {
-        let chains: BTreeMap<String, Vec<_>> = owned_chains(rules, table);
-        let mut referenced = BTreeSet::new();
-        for (chain, chain_rules) in &chains {
-            for rule in chain_rules {
-                if let Some(target) = rule.jump_chain() {
-                    assert!(
-                        chains.contains_key(target),
-                        "{table} {chain} jumps to missing chain {target}"
-                    );
-                    referenced.insert(target.to_string());
-                }
-            }
-        }
-        for chain in chains.keys().filter(|c| is_service_chain(c)) {
-            assert!(
-                referenced.contains(chain),
-                "{table} chain {chain} is never jumped to"
-            );
-        }
-    }
 }
 
 proptest! {

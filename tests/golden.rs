@@ -3,14 +3,12 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use support::builders::*;
+use support::checks::assert_jumps_consistent;
 use svcproxy::core::model::ClusterState;
-use svcproxy::core::plan::{RuleSet, plan};
-use svcproxy::core::render::{owned_chains, render_full, render_node_dump};
-use svcproxy::core::rules::names::is_service_chain;
-use svcproxy::core::rules::{IpFamily, Table};
+use svcproxy::core::plan::plan;
+use svcproxy::core::render::{render_full, render_node_dump};
+use svcproxy::core::rules::IpFamily;
 
 /// ClusterIP; LB eTP=Local + external IP + HC port; NodePort; external IP; LB eTP=Cluster with source
 /// ranges and ClientIP affinity; and a Service with no endpoints.
@@ -79,31 +77,6 @@ fn six_service_ruleset_matches_the_golden_payload() {
     let rules = plan(&six_services(), &test_node(), IpFamily::V4);
     insta::assert_snapshot!("six_services_restore", render_full(&rules));
     insta::assert_snapshot!("six_services_node_dump", render_node_dump(&rules));
-}
-
-/// Every jump lands on a chain that exists, and every per-service chain is jumped to.
-fn assert_jumps_consistent(rules: &RuleSet) {
-    for table in [Table::Filter, Table::Nat] {
-        let chains: BTreeMap<String, Vec<_>> = owned_chains(rules, table);
-        let mut referenced = BTreeSet::new();
-        for (chain, chain_rules) in &chains {
-            for rule in chain_rules {
-                if let Some(target) = rule.jump_chain() {
-                    assert!(
-                        chains.contains_key(target) || target == "KUBE-MARK-MASQ",
-                        "{table} {chain} jumps to missing chain {target}"
-                    );
-                    referenced.insert(target.to_string());
-                }
-            }
-        }
-        for chain in chains.keys().filter(|c| is_service_chain(c)) {
-            assert!(
-                referenced.contains(chain),
-                "{table} chain {chain} is never jumped to"
-            );
-        }
-    }
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 pub mod apiserver;
 pub mod builders;
+pub mod checks;
 pub mod dumpcmp;
 pub mod netns;
 pub mod testbed;
