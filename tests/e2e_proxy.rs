@@ -118,7 +118,28 @@ fn cluster_ip_node_port_scaling_and_udp_conntrack() {
         "200",
         "healthy after syncing"
     );
-    assert_eq!(bed.node_status(10249, "/metrics"), "200");
+    let metrics = bed.node_get(10249, "/metrics");
+    let deleted = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "kubeproxy_conntrack_reconciler_deleted_entries_total{ip_family=\"IPv4\"}",
+            )
+        })
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(
+        deleted.is_some_and(|n| n >= 1.0),
+        "the stale flow's deletion is counted: {deleted:?}"
+    );
+    for name in [
+        "kubeproxy_sync_proxy_rules_duration_seconds_bucket",
+        "kubeproxy_sync_partial_proxy_rules_duration_seconds_count",
+        "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+        "kubeproxy_sync_proxy_rules_iptables_total",
+    ] {
+        assert!(metrics.contains(name), "{name} exported:\n{metrics}");
+    }
 }
 
 #[test]

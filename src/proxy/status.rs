@@ -9,12 +9,12 @@ use tokio::sync::watch;
 
 use super::health::ProxyHealth;
 use super::http::{AppliedPayload, DebugSource, SyncFailure};
-use super::metrics::ProxyMetrics;
+use super::metrics::{NfacctCounter, ProxyMetrics};
 use super::runner::SyncObserver;
 use super::syncer::{SyncError, SyncKind, SyncOutcome};
 use crate::core::model::{ClusterState, NamespacedName, Node, ServiceType, TrafficPolicy};
 use crate::core::rules::{IpFamily, Table};
-use crate::iptables::Iptables;
+use crate::iptables::{Iptables, nfacct};
 
 /// How often the copy of the cluster state behind `/debug/state` is refreshed: copying it on every sync
 /// would cost time and memory at scale.
@@ -183,6 +183,21 @@ impl SyncObserver for ProxyStatus {
             .set_no_local_endpoints(family, internal as u64, external as u64);
         self.metrics.set_service_changes_pending(0);
         self.metrics.set_endpoint_changes_pending(0);
+        if let Some(duration) = outcome.conntrack_duration {
+            self.metrics.observe_conntrack_reconcile(
+                family,
+                duration,
+                outcome.conntrack_deleted as u64,
+            );
+        }
+        for counter in [
+            NfacctCounter::CtStateInvalidDropped,
+            NfacctCounter::LocalhostNodePortsAccepted,
+        ] {
+            if let Ok(counts) = nfacct::counts(counter.nfacct_name()) {
+                self.metrics.set_nfacct_packets(counter, counts.packets);
+            }
+        }
         if !outcome.payloads.is_empty() {
             self.records().entry(family).or_default().applied = Some(AppliedPayload {
                 at: now,

@@ -49,6 +49,8 @@ pub struct SyncOutcome {
     pub stale_chains: usize,
     /// UDP conntrack entries deleted after the sync (answered by backends that no longer serve).
     pub conntrack_deleted: usize,
+    /// How long the conntrack cleanup took, when it ran.
+    pub conntrack_duration: Option<Duration>,
 }
 
 /// Why a sync failed.
@@ -145,7 +147,11 @@ impl FamilySyncer {
             Some(outcome) => outcome,
             None => self.full(state, ctx, start)?,
         };
-        outcome.conntrack_deleted = self.clean_conntrack(state, changed, outcome.kind);
+        let cleanup_start = Instant::now();
+        if let Some(deleted) = self.clean_conntrack(state, changed, outcome.kind) {
+            outcome.conntrack_deleted = deleted;
+            outcome.conntrack_duration = Some(cleanup_start.elapsed());
+        }
         Ok(outcome)
     }
 
@@ -156,10 +162,8 @@ impl FamilySyncer {
         state: &ClusterState,
         changed: &BTreeSet<NamespacedName>,
         kind: SyncKind,
-    ) -> usize {
-        let Some(conntrack) = &self.conntrack else {
-            return 0;
-        };
+    ) -> Option<usize> {
+        let conntrack = self.conntrack.as_ref()?;
         let touches_udp = kind == SyncKind::Full
             || changed.iter().any(|id| {
                 state
@@ -168,7 +172,7 @@ impl FamilySyncer {
                     .is_some_and(|svc| svc.ports.iter().any(|p| p.protocol == Protocol::Udp))
             });
         if !touches_udp {
-            return 0;
+            return None;
         }
         let family = self.family();
         match conntrack.cleanup(family, &udp_targets(state, family)) {
@@ -176,11 +180,11 @@ impl FamilySyncer {
                 if deleted > 0 {
                     tracing::info!(%family, deleted, "deleted stale UDP conntrack entries");
                 }
-                deleted
+                Some(deleted)
             }
             Err(e) => {
                 tracing::warn!(%family, error = %e, "UDP conntrack cleanup failed");
-                0
+                None
             }
         }
     }
@@ -233,6 +237,7 @@ impl FamilySyncer {
             no_local_endpoints: no_local_counts(&rules),
             stale_chains: stale.len(),
             conntrack_deleted: 0,
+            conntrack_duration: None,
         };
         self.current = Some(rules);
         self.last_full = Some(Instant::now());
@@ -290,6 +295,7 @@ impl FamilySyncer {
             no_local_endpoints: no_local_counts(&current),
             stale_chains: 0,
             conntrack_deleted: 0,
+            conntrack_duration: None,
         };
         self.current = Some(current);
         Ok(Some(outcome))

@@ -344,6 +344,14 @@ impl Testbed {
             .unwrap_or_else(|e| e)
     }
 
+    /// The body of `path` on the node's loopback `port`.
+    pub fn node_get(&self, port: u16, path: &str) -> String {
+        let url = format!("http://127.0.0.1:{port}{path}");
+        self.node
+            .exec("curl", &["-s", "--max-time", "2", &url], None)
+            .unwrap_or_else(|e| e)
+    }
+
     /// The node's `iptables-save`.
     pub fn rules(&self) -> String {
         ok(self.node.exec("iptables-save", &[], None))
