@@ -58,6 +58,33 @@ pub enum IptablesError {
     },
 }
 
+/// When `iptables-restore` names a line of its input ("line 35: RULE_APPEND failed"), appends that
+/// line of `payload` to the error, so the log shows which rule the kernel refused.
+fn with_payload_context(error: IptablesError, payload: &str) -> IptablesError {
+    let IptablesError::Failed {
+        command,
+        status,
+        stderr,
+    } = error
+    else {
+        return error;
+    };
+    let line = stderr
+        .split("line ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse::<usize>().ok());
+    let stderr = match line.and_then(|n| payload.lines().nth(n.checked_sub(1)?)) {
+        Some(text) => format!("{stderr}; input line {}: {text}", line.unwrap_or_default()),
+        None => stderr,
+    };
+    IptablesError::Failed {
+        command,
+        status,
+        stderr,
+    }
+}
+
 /// Runs the iptables tools of one family and backend.
 #[derive(Debug, Clone)]
 pub struct Iptables {
@@ -177,6 +204,7 @@ impl Iptables {
         args.extend(LOCK_WAIT.iter().map(|s| (*s).to_string()));
         self.run(&self.program("-restore"), &args, Some(payload))
             .map(|_| ())
+            .map_err(|e| with_payload_context(e, payload))
     }
 
     fn iptables(&self, table: Table, args: Vec<String>) -> Result<String, IptablesError> {
@@ -241,5 +269,25 @@ impl Iptables {
             Err(IptablesError::Failed { .. }) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restore_errors_quote_the_refused_line() {
+        let error = IptablesError::Failed {
+            command: "iptables-restore".into(),
+            status: "exit status: 1".into(),
+            stderr: "iptables-restore v1.8.9 (nf_tables): \nline 2: RULE_APPEND failed (No such file or directory): rule in chain KUBE-FORWARD".into(),
+        };
+        let payload = "*filter\n-A KUBE-FORWARD -m nfacct --nfacct-name x -j DROP\nCOMMIT\n";
+        let text = with_payload_context(error, payload).to_string();
+        assert!(
+            text.ends_with("input line 2: -A KUBE-FORWARD -m nfacct --nfacct-name x -j DROP"),
+            "{text}"
+        );
     }
 }

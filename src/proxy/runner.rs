@@ -42,8 +42,8 @@ impl Default for SyncTiming {
 pub trait SyncObserver: Send + Sync {
     /// A change arrived and a sync is pending.
     fn queued(&self, _now: SystemTime) {}
-    /// Services waiting for a sync, and the Service and EndpointSlice changes seen so far.
-    fn changes(&self, _pending: usize, _service_changes: u64, _endpoint_changes: u64) {}
+    /// Service and EndpointSlice changes waiting for a sync, and those seen so far.
+    fn changes(&self, _pending: (u64, u64), _totals: (u64, u64)) {}
     /// The node object changed (or is gone).
     fn node(&self, _node: Option<&Node>) {}
     /// A family synced successfully.
@@ -107,8 +107,7 @@ pub async fn run(
                 if node_event {
                     observer.node(tracker.node());
                 }
-                let (service_changes, endpoint_changes) = tracker.change_totals();
-                observer.changes(tracker.pending(), service_changes, endpoint_changes);
+                observer.changes(tracker.pending_changes(), tracker.change_totals());
                 if tracker.synced().all() && (tracker.pending() > 0 || tracker.node_changed() || last_sync.is_none()) {
                     observer.queued(SystemTime::now());
                     schedule(&mut due, last_sync, Instant::now());

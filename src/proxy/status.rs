@@ -136,9 +136,9 @@ impl SyncObserver for ProxyStatus {
         }
     }
 
-    fn changes(&self, pending: usize, service_changes: u64, endpoint_changes: u64) {
-        self.metrics.set_service_changes_pending(pending as u64);
-        self.metrics.set_endpoint_changes_pending(pending as u64);
+    fn changes(&self, pending: (u64, u64), (service_changes, endpoint_changes): (u64, u64)) {
+        self.metrics.set_service_changes_pending(pending.0);
+        self.metrics.set_endpoint_changes_pending(pending.1);
         let mut totals = self
             .change_totals
             .lock()

@@ -35,6 +35,8 @@ pub struct ChangeTracker {
     node_changed: bool,
     service_changes: u64,
     endpoint_changes: u64,
+    /// `(service_changes, endpoint_changes)` when the changes were last taken for a sync.
+    taken_at: (u64, u64),
 }
 
 impl ChangeTracker {
@@ -69,6 +71,14 @@ impl ChangeTracker {
         self.node_changed
     }
 
+    /// Service and EndpointSlice changes not yet taken by a sync (for metrics).
+    pub fn pending_changes(&self) -> (u64, u64) {
+        (
+            self.service_changes - self.taken_at.0,
+            self.endpoint_changes - self.taken_at.1,
+        )
+    }
+
     /// Counts of Service and EndpointSlice changes seen so far (for metrics).
     pub fn change_totals(&self) -> (u64, u64) {
         (self.service_changes, self.endpoint_changes)
@@ -76,6 +86,7 @@ impl ChangeTracker {
 
     /// The Services changed since the last call, and whether the node changed; resets both.
     pub fn take_changes(&mut self) -> (BTreeSet<NamespacedName>, bool) {
+        self.taken_at = (self.service_changes, self.endpoint_changes);
         (
             std::mem::take(&mut self.dirty),
             std::mem::take(&mut self.node_changed),
@@ -338,6 +349,25 @@ mod tests {
         t.apply(ClusterEvent::Node(WatchEvent::Applied(node("z2"))));
         assert!(t.take_changes().1);
         assert!(!t.node_changed());
+    }
+
+    #[test]
+    fn pending_changes_count_per_kind_until_taken() {
+        let mut t = ChangeTracker::new();
+        t.apply(ClusterEvent::Services(WatchEvent::Applied(svc(
+            "a",
+            "10.96.0.1",
+        ))));
+        t.apply(ClusterEvent::EndpointSlices(WatchEvent::Applied(slice(
+            "a-1", "a",
+        ))));
+        t.apply(ClusterEvent::EndpointSlices(WatchEvent::Applied(slice(
+            "a-2", "a",
+        ))));
+        assert_eq!(t.pending_changes(), (1, 2));
+        t.take_changes();
+        assert_eq!(t.pending_changes(), (0, 0));
+        assert_eq!(t.change_totals(), (1, 2));
     }
 
     #[test]
