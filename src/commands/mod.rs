@@ -2,6 +2,7 @@
 //! an [`Outcome`]; errors carry context that names what failed and how to fix it.
 
 pub mod chains;
+pub mod diag;
 pub mod node_context;
 pub mod proxy;
 pub mod render;

@@ -1,9 +1,52 @@
-//! `trace`: tracing a Service to its pods.
+//! `trace SERVICE`: the Service → EndpointSlices → KUBE-SERVICES → KUBE-SVC → KUBE-SEP → pod path on
+//! each node checked, with drift findings, and optionally one simulated packet.
 
-use super::{Context, Outcome, not_available};
-use crate::cli::TraceArgs;
+use anyhow::Context as _;
 
-/// Runs `trace`. This version does not include it: it reports so and fails.
-pub fn run(ctx: &Context, _args: &TraceArgs) -> anyhow::Result<Outcome> {
-    Err(not_available(ctx, "trace"))
+use super::diag::gather;
+use super::diag::report::{self, Request};
+use super::diag::settings::ExpectedSettings;
+use super::diag::simulate::PacketSource;
+use super::diag::text::{self, Paint};
+use super::{Context, Outcome};
+use crate::cli::{OutputFormat, TraceArgs};
+use crate::output;
+
+/// Runs `trace`: exit 0 when the path is clean, 1 with findings.
+pub fn run(ctx: &Context, args: &TraceArgs) -> anyhow::Result<Outcome> {
+    let from = args
+        .from
+        .as_deref()
+        .map(|text| text.parse::<PacketSource>().map_err(anyhow::Error::msg))
+        .transpose()?;
+    let gathered = gather(ctx, &args.service, &args.source)?;
+    let settings = ExpectedSettings::default();
+    let doc = report::build(Request {
+        cluster: &gathered.cluster,
+        service: &gathered.service,
+        nodes: &gathered.nodes,
+        settings: &settings,
+        port: args.port.as_deref(),
+        from: from.as_ref(),
+        notes: gathered.notes,
+    })?;
+    match ctx.global.output {
+        OutputFormat::Text | OutputFormat::Wide => {
+            let wide = ctx.global.output == OutputFormat::Wide;
+            let text = text::render(
+                &doc,
+                wide,
+                Paint {
+                    color: ctx.colors.stdout,
+                },
+            );
+            output::print_stdout(&text).context("cannot write to stdout")?;
+        }
+        format => output::print_document(&ctx.command_line("trace"), format, &doc)?,
+    }
+    Ok(if doc.findings.is_empty() {
+        Outcome::Clean
+    } else {
+        Outcome::Findings
+    })
 }

@@ -28,8 +28,8 @@ pub fn write_json<W: Write, T: Serialize + ?Sized>(mut out: W, value: &T) -> io:
     out.flush()
 }
 
-/// Prints `value` to stdout in a machine format (`-o json`). `-o yaml` is not supported yet, and text
-/// formats are the command's own business: both give an error naming `command`.
+/// Prints `value` to stdout in a machine format (`-o json` or `-o yaml`). Text formats are the
+/// command's own business: they give an error naming `command`.
 pub fn print_document<T: Serialize + ?Sized>(
     command: &str,
     format: OutputFormat,
@@ -41,9 +41,13 @@ pub fn print_document<T: Serialize + ?Sized>(
             ignore_broken_pipe(write_json(stdout.lock(), value))?;
             Ok(())
         }
-        OutputFormat::Yaml | OutputFormat::Text | OutputFormat::Wide => {
-            Err(unsupported_format(command, format))
+        OutputFormat::Yaml => {
+            let text = serde_saphyr::to_string(&value)
+                .map_err(|e| anyhow::anyhow!("cannot print the result as YAML: {e}"))?;
+            print_stdout(&text)?;
+            Ok(())
         }
+        OutputFormat::Text | OutputFormat::Wide => Err(unsupported_format(command, format)),
     }
 }
 
@@ -85,11 +89,11 @@ mod tests {
     }
 
     #[test]
-    fn yaml_gives_a_clear_error_naming_the_command() {
-        let err = print_document("kubectl svcproxy trace", OutputFormat::Yaml, &1).unwrap_err();
+    fn text_formats_give_a_clear_error_naming_the_command() {
+        let err = print_document("kubectl svcproxy trace", OutputFormat::Wide, &1).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "`kubectl svcproxy trace` does not support -o yaml yet; leave out -o to get its default output"
+            "`kubectl svcproxy trace` does not support -o wide yet; leave out -o to get its default output"
         );
     }
 

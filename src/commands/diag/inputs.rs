@@ -1,0 +1,258 @@
+//! Where `trace` and `chains` read from: a snapshot bundle, a dump file, this machine's rules, or the
+//! live cluster; and which Service and nodes they look at.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+use crate::cli::{GlobalArgs, SourceArgs};
+use crate::core::model::bundle::load_cluster_json;
+use crate::core::model::{ClusterState, NamespacedName};
+use crate::core::parse::parse_dump;
+use crate::core::rules::{Dump, IpFamily};
+
+/// The file of a snapshot bundle that holds the cluster state.
+pub const CLUSTER_FILE: &str = "cluster.json";
+/// The directory of a snapshot bundle that holds the node dumps.
+pub const NODES_DIR: &str = "nodes";
+
+/// One node's rules, as read.
+#[derive(Debug, Clone)]
+pub struct NodeRules {
+    /// The node's name.
+    pub node: String,
+    /// Where the rules came from, for humans (`examples/seed/nodes/node8.iptables-save`, …).
+    pub origin: String,
+    /// One dump per family read (IPv4 first).
+    pub dumps: Vec<Dump>,
+    /// The dump of the other iptables backend (legacy when the main one is nft, or the reverse), when
+    /// it was read.
+    pub other_backend: Option<Dump>,
+}
+
+/// Reads and parses one dump file; errors name the file and the line, and say how to make a good one.
+pub fn read_dump(path: &Path) -> anyhow::Result<Dump> {
+    let text = fs::read_to_string(path)
+        .with_context(|| format!("cannot read the rules dump {}", path.display()))?;
+    parse_dump_text(&text, &path.display().to_string())
+}
+
+/// Parses `text` (named `source` in errors).
+pub fn parse_dump_text(text: &str, source: &str) -> anyhow::Result<Dump> {
+    if text.trim().is_empty() {
+        bail!(
+            "{source} is empty: expected the output of `iptables-save` (or `iptables-save -c`) taken on the node"
+        );
+    }
+    parse_dump(text).map_err(|e| {
+        anyhow::anyhow!(
+            "{source}:{}: cannot read this iptables-save dump: {e}\n  fix: take the dump again with `iptables-save -c > FILE` on the node (a complete, unedited output)",
+            e.line
+        )
+    })
+}
+
+/// The dump files of one node in a bundle's `nodes/` directory.
+#[derive(Debug, Clone, Default)]
+pub struct BundleNode {
+    /// `NODE.iptables-save`.
+    pub ipv4: Option<PathBuf>,
+    /// `NODE.ip6tables-save`.
+    pub ipv6: Option<PathBuf>,
+    /// `NODE.iptables-legacy-save` or `NODE.iptables-nft-save`: the other backend's IPv4 dump.
+    pub other_backend: Option<PathBuf>,
+}
+
+/// A snapshot bundle directory, read.
+#[derive(Debug)]
+pub struct Bundle {
+    /// The directory.
+    pub dir: PathBuf,
+    /// The cluster state from `cluster.json`.
+    pub cluster: ClusterState,
+    /// The node dumps found, by node name.
+    pub nodes: BTreeMap<String, BundleNode>,
+}
+
+/// Reads a snapshot bundle: `cluster.json` and the names of the dumps in `nodes/`.
+pub fn read_bundle(dir: &Path) -> anyhow::Result<Bundle> {
+    if !dir.is_dir() {
+        let problem = if dir.exists() {
+            "not a directory"
+        } else {
+            "no such directory"
+        };
+        bail!(
+            "{}: {problem}; --snapshot takes a snapshot bundle directory (one holding {CLUSTER_FILE} and {NODES_DIR}/NODE.iptables-save files; `kubectl svcproxy bundle DIR` writes one)",
+            dir.display()
+        );
+    }
+    let path = dir.join(CLUSTER_FILE);
+    let text = fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read {}: a snapshot bundle holds {CLUSTER_FILE}, the output of \
+             `kubectl get services,endpointslices,nodes,pods -A -o json`",
+            path.display()
+        )
+    })?;
+    let cluster = load_cluster_json(&text, &path.display().to_string())
+        .with_context(|| format!("cannot load the snapshot bundle {}", dir.display()))?;
+    let mut nodes: BTreeMap<String, BundleNode> = BTreeMap::new();
+    let nodes_dir = dir.join(NODES_DIR);
+    if nodes_dir.is_dir() {
+        let entries = fs::read_dir(&nodes_dir)
+            .with_context(|| format!("cannot list {}", nodes_dir.display()))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot list {}", nodes_dir.display()))?;
+            let path = entry.path();
+            let Some(file) = path.file_name().and_then(|f| f.to_str()) else {
+                continue;
+            };
+            let slot = |node: &str| -> String { node.to_string() };
+            if let Some(node) = file.strip_suffix(".ip6tables-save") {
+                nodes.entry(slot(node)).or_default().ipv6 = Some(path.clone());
+            } else if let Some(node) = file
+                .strip_suffix(".iptables-legacy-save")
+                .or_else(|| file.strip_suffix(".iptables-nft-save"))
+            {
+                nodes.entry(slot(node)).or_default().other_backend = Some(path.clone());
+            } else if let Some(node) = file.strip_suffix(".iptables-save") {
+                nodes.entry(slot(node)).or_default().ipv4 = Some(path.clone());
+            }
+        }
+    }
+    Ok(Bundle {
+        dir: dir.to_path_buf(),
+        cluster,
+        nodes,
+    })
+}
+
+/// Reads the dumps of `node` in `bundle`, or `None` when the bundle has none for it.
+pub fn bundle_node_rules(bundle: &Bundle, node: &str) -> anyhow::Result<Option<NodeRules>> {
+    let Some(files) = bundle.nodes.get(node) else {
+        return Ok(None);
+    };
+    let mut dumps = Vec::new();
+    let mut origin = Vec::new();
+    for path in [&files.ipv4, &files.ipv6].into_iter().flatten() {
+        dumps.push(read_dump(path)?);
+        origin.push(path.display().to_string());
+    }
+    if dumps.is_empty() {
+        return Ok(None);
+    }
+    let other_backend = files.other_backend.as_deref().map(read_dump).transpose()?;
+    Ok(Some(NodeRules {
+        node: node.to_string(),
+        origin: origin.join(", "),
+        dumps,
+        other_backend,
+    }))
+}
+
+/// Runs `iptables-save -c` (and `ip6tables-save -c` when it works) on this machine.
+pub fn local_rules(node: &str) -> anyhow::Result<NodeRules> {
+    let mut dumps = vec![run_save("iptables-save")?];
+    if let Ok(v6) = run_save("ip6tables-save") {
+        dumps.push(v6);
+    }
+    Ok(NodeRules {
+        node: node.to_string(),
+        origin: "iptables-save on this machine".into(),
+        dumps,
+        other_backend: None,
+    })
+}
+
+fn run_save(program: &str) -> anyhow::Result<Dump> {
+    let output = Command::new(program)
+        .arg("-c")
+        .output()
+        .with_context(|| format!("cannot run {program}: is the iptables package installed?"))?;
+    if !output.status.success() {
+        bail!(
+            "{program} failed ({}): {}\n  fix: --local needs root (or CAP_NET_ADMIN) on the node; otherwise use --rules FILE",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    parse_dump_text(&text, &format!("the output of {program}"))
+}
+
+/// This machine's host name, the default node name for `--local`.
+pub fn local_node_name() -> Option<String> {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// The node name for `--rules FILE` without `--node`: the file's name up to its first dot, when the
+/// cluster has a Node of that name.
+pub fn node_from_file_name(path: &Path, cluster: &ClusterState) -> Option<String> {
+    let stem = path.file_name()?.to_str()?.split('.').next()?.to_string();
+    cluster.nodes.contains_key(&stem).then_some(stem)
+}
+
+/// Resolves the `SERVICE` argument (`name` or `namespace/name`) with `-n`/`-A`: with `-A`, the one
+/// Service of that name in any namespace of `cluster` (or named by the node rules in `known`).
+pub fn service_id(
+    arg: &str,
+    global: &GlobalArgs,
+    default_namespace: &str,
+    cluster: &ClusterState,
+) -> anyhow::Result<NamespacedName> {
+    if let Some((namespace, name)) = arg.split_once('/') {
+        if namespace.is_empty() || name.is_empty() || name.contains('/') {
+            bail!("{arg:?} is not a Service name: use NAME or NAMESPACE/NAME");
+        }
+        return Ok(NamespacedName::new(namespace, name));
+    }
+    if global.all_namespaces {
+        let found: Vec<&NamespacedName> = cluster
+            .services
+            .keys()
+            .filter(|id| id.name == arg)
+            .collect();
+        return match found.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => bail!("no Service named {arg:?} in any namespace"),
+            many => bail!(
+                "{} Services are named {arg:?} ({}); name one as NAMESPACE/NAME or with -n",
+                many.len(),
+                many.iter()
+                    .map(|id| id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+    }
+    let namespace = global.namespace.as_deref().unwrap_or(default_namespace);
+    Ok(NamespacedName::new(namespace, arg))
+}
+
+/// The nodes to check when none is named: those hosting an endpoint of `service`, in name order.
+pub fn endpoint_nodes(cluster: &ClusterState, service: &NamespacedName) -> Vec<String> {
+    let mut nodes: Vec<String> = cluster
+        .slices_for(service)
+        .flat_map(|s| s.endpoints.iter().filter_map(|e| e.node_name.clone()))
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    nodes
+}
+
+/// Whether the sources flags name node rules explicitly (a file, this machine).
+pub fn has_explicit_rules(source: &SourceArgs) -> bool {
+    source.rules.is_some() || source.local
+}
+
+/// The family of each dump, for messages.
+pub fn families(rules: &NodeRules) -> Vec<IpFamily> {
+    rules.dumps.iter().map(|d| d.family).collect()
+}

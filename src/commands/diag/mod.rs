@@ -1,0 +1,160 @@
+//! What `trace` and `chains` share: reading the inputs, the expected settings, building the report,
+//! simulating packets and printing.
+
+pub mod inputs;
+pub mod report;
+pub mod settings;
+pub mod simulate;
+pub mod text;
+
+use anyhow::bail;
+
+use crate::cli::SourceArgs;
+use crate::core::model::{ClusterState, NamespacedName};
+
+use super::Context;
+use inputs::{
+    NodeRules, bundle_node_rules, endpoint_nodes, local_node_name, local_rules, read_bundle,
+    read_dump, service_id,
+};
+
+/// Everything a diagnostics command reads before it can build its report.
+#[derive(Debug)]
+pub struct Gathered {
+    /// The cluster state.
+    pub cluster: ClusterState,
+    /// The Service asked about.
+    pub service: NamespacedName,
+    /// The rules of each node to check.
+    pub nodes: Vec<NodeRules>,
+    /// What a reader should know about the inputs.
+    pub notes: Vec<String>,
+}
+
+/// Reads the cluster state and the node rules the flags name, for the Service `service_arg`.
+pub fn gather(ctx: &Context, service_arg: &str, source: &SourceArgs) -> anyhow::Result<Gathered> {
+    match &source.snapshot {
+        Some(dir) => gather_snapshot(ctx, dir, service_arg, source),
+        None => live::gather(ctx, service_arg, source),
+    }
+}
+
+fn gather_snapshot(
+    ctx: &Context,
+    dir: &std::path::Path,
+    service_arg: &str,
+    source: &SourceArgs,
+) -> anyhow::Result<Gathered> {
+    let bundle = read_bundle(dir)?;
+    let service = service_id(service_arg, &ctx.global, "default", &bundle.cluster)?;
+    let mut notes = Vec::new();
+    let nodes = if let Some(rules) = explicit_rules(source, &bundle.cluster)? {
+        vec![rules]
+    } else if let Some(node) = &source.node {
+        match bundle_node_rules(&bundle, node)? {
+            Some(rules) => vec![rules],
+            None => bail!(
+                "the snapshot bundle {} has no rules for node {node:?} (no {}/{node}.iptables-save); it has rules for: {}",
+                dir.display(),
+                inputs::NODES_DIR,
+                list_or_none(bundle.nodes.keys().map(String::as_str))
+            ),
+        }
+    } else {
+        let hosting = endpoint_nodes(&bundle.cluster, &service);
+        let mut chosen: Vec<&str> = hosting
+            .iter()
+            .map(String::as_str)
+            .filter(|n| bundle.nodes.contains_key(*n))
+            .collect();
+        let without: Vec<&str> = hosting
+            .iter()
+            .map(String::as_str)
+            .filter(|n| !bundle.nodes.contains_key(*n))
+            .collect();
+        if !without.is_empty() {
+            notes.push(format!(
+                "the bundle has no rules for {} (hosting endpoints): not checked",
+                without.join(", ")
+            ));
+        }
+        if chosen.is_empty() {
+            chosen = bundle.nodes.keys().map(String::as_str).collect();
+        }
+        let mut nodes = Vec::new();
+        for node in chosen {
+            if let Some(rules) = bundle_node_rules(&bundle, node)? {
+                nodes.push(rules);
+            }
+        }
+        nodes
+    };
+    Ok(Gathered {
+        cluster: bundle.cluster,
+        service,
+        nodes,
+        notes,
+    })
+}
+
+/// The rules named by `--rules FILE` or `--local`, for the node `--node` names (or, for a file, the
+/// node its name starts with; for `--local`, this machine's host name).
+fn explicit_rules(
+    source: &SourceArgs,
+    cluster: &ClusterState,
+) -> anyhow::Result<Option<NodeRules>> {
+    if let Some(path) = &source.rules {
+        let node = match &source.node {
+            Some(node) => node.clone(),
+            None => inputs::node_from_file_name(path, cluster).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "which node is {} from? Name it with --node NAME (the cluster has nodes: {})",
+                    path.display(),
+                    list_or_none(cluster.nodes.keys().map(String::as_str))
+                )
+            })?,
+        };
+        let dump = read_dump(path)?;
+        return Ok(Some(NodeRules {
+            node,
+            origin: path.display().to_string(),
+            dumps: vec![dump],
+            other_backend: None,
+        }));
+    }
+    if source.local {
+        let node = match &source.node {
+            Some(node) => node.clone(),
+            None => local_node_name().ok_or_else(|| {
+                anyhow::anyhow!("cannot tell this machine's node name; give it with --node NAME")
+            })?,
+        };
+        return Ok(Some(local_rules(&node)?));
+    }
+    Ok(None)
+}
+
+fn list_or_none<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let items: Vec<&str> = items.collect();
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+mod live {
+    //! Live sources, through the API server.
+    use super::*;
+
+    pub(super) fn gather(
+        ctx: &Context,
+        _service_arg: &str,
+        _source: &SourceArgs,
+    ) -> anyhow::Result<Gathered> {
+        bail!(
+            "reading the live cluster is not wired in yet; use `{}` with --snapshot DIR",
+            ctx.command_line("trace")
+        )
+    }
+}
