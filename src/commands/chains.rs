@@ -1,9 +1,66 @@
-//! `chains`: a Service's iptables chains on a node.
+//! `chains SERVICE`: a Service's iptables chains on a node — as the node has them, as it should have
+//! them (`--expected`), or the difference per chain (`--diff`).
 
-use super::{Context, Outcome, not_available};
-use crate::cli::ChainsArgs;
+use anyhow::Context as _;
 
-/// Runs `chains`. This version does not include it: it reports so and fails.
-pub fn run(ctx: &Context, _args: &ChainsArgs) -> anyhow::Result<Outcome> {
-    Err(not_available(ctx, "chains"))
+use super::diag::chains_doc::{self, View};
+use super::diag::gather;
+use super::diag::settings::ExpectedSettings;
+use super::{Context, Outcome};
+use crate::cli::{ChainsArgs, OutputFormat};
+use crate::output;
+
+/// Runs `chains`: exit 1 when `--diff` shows a difference, else 0.
+pub fn run(ctx: &Context, args: &ChainsArgs) -> anyhow::Result<Outcome> {
+    let gathered = gather(ctx, &args.service, &args.source)?;
+    let view = if args.diff {
+        View::Diff
+    } else if args.expected {
+        View::Expected
+    } else {
+        View::Actual
+    };
+    let known = gathered.cluster.services.contains_key(&gathered.service)
+        || gathered.nodes.iter().any(|n| {
+            n.dumps
+                .iter()
+                .any(|d| !svcproxy_ports(d, &gathered.service).is_empty())
+        });
+    if !known {
+        anyhow::bail!(
+            "Service {} not found: neither the cluster nor the node rules know it; check the name, pick the namespace with -n NAMESPACE, or search every namespace with -A",
+            gathered.service
+        );
+    }
+    let settings = ExpectedSettings::default();
+    let doc = chains_doc::build(
+        &gathered.cluster,
+        &gathered.service,
+        &gathered.nodes,
+        &settings,
+        view,
+    )?;
+    match ctx.global.output {
+        OutputFormat::Text | OutputFormat::Wide => {
+            let text = chains_doc::render_text(&doc, ctx.colors.stdout);
+            output::print_stdout(&text).context("cannot write to stdout")?;
+        }
+        format => output::print_document(&ctx.command_line("chains"), format, &doc)?,
+    }
+    Ok(if view == View::Diff && chains_doc::has_differences(&doc) {
+        Outcome::Findings
+    } else {
+        Outcome::Clean
+    })
+}
+
+fn svcproxy_ports<'d>(
+    dump: &'d crate::core::rules::Dump,
+    service: &crate::core::model::NamespacedName,
+) -> Vec<String> {
+    crate::core::path::ActualRules::new(dump)
+        .service_ports_named(&service.to_string())
+        .into_iter()
+        .map(str::to_string)
+        .collect()
 }

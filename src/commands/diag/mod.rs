@@ -1,6 +1,7 @@
 //! What `trace` and `chains` share: reading the inputs, the expected settings, building the report,
 //! simulating packets and printing.
 
+pub mod chains_doc;
 pub mod inputs;
 pub mod report;
 pub mod settings;

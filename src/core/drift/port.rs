@@ -76,7 +76,7 @@ struct PortFindings<'a> {
 }
 
 /// A rule as compared: normalized, and for rules about one endpoint without comment and probability.
-fn comparable(rule: &Rule, endpoint_rule: bool) -> Rule {
+pub fn comparable(rule: &Rule, endpoint_rule: bool) -> Rule {
     let mut rule = rule.normalized();
     if endpoint_rule {
         rule.matches
@@ -86,7 +86,7 @@ fn comparable(rule: &Rule, endpoint_rule: bool) -> Rule {
 }
 
 /// Whether `rule` is about one endpoint: it jumps to a `KUBE-SEP` chain.
-fn jumps_to_endpoint(rule: &Rule) -> bool {
+pub fn jumps_to_endpoint(rule: &Rule) -> bool {
     rule_target_chain(rule).and_then(ChainKind::of) == Some(ChainKind::Sep)
 }
 
