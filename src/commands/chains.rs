@@ -24,7 +24,7 @@ pub fn run(ctx: &Context, args: &ChainsArgs) -> anyhow::Result<Outcome> {
         || gathered.nodes.iter().any(|n| {
             n.dumps
                 .iter()
-                .any(|d| !svcproxy_ports(d, &gathered.service).is_empty())
+                .any(|d| !service_ports_in(d, &gathered.service).is_empty())
         });
     if !known {
         anyhow::bail!(
@@ -54,8 +54,8 @@ pub fn run(ctx: &Context, args: &ChainsArgs) -> anyhow::Result<Outcome> {
     })
 }
 
-fn svcproxy_ports<'d>(
-    dump: &'d crate::core::rules::Dump,
+fn service_ports_in(
+    dump: &crate::core::rules::Dump,
     service: &crate::core::model::NamespacedName,
 ) -> Vec<String> {
     crate::core::path::ActualRules::new(dump)
