@@ -1,11 +1,10 @@
 //! The subcommands' flags.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
+use clap::builder::PossibleValue;
 use clap::{ArgAction, Args, ValueEnum};
 use ipnet::IpNet;
 
@@ -72,51 +71,27 @@ pub struct TuiArgs {
     pub source: SourceArgs,
 }
 
-/// `--detect-local-mode`: how traffic from local pods is recognised (kube-proxy's values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DetectLocalMode {
-    /// Pod traffic has a source in --cluster-cidr
-    #[value(name = "ClusterCIDR")]
-    ClusterCidr,
-    /// Pod traffic has a source in the Node's podCIDRs
-    #[value(name = "NodeCIDR")]
-    NodeCidr,
-    /// Pod traffic enters through the bridge named by --pod-bridge-interface
-    #[value(name = "BridgeInterface")]
-    BridgeInterface,
-    /// Pod traffic enters through interfaces named --pod-interface-name-prefix*
-    #[value(name = "InterfaceNamePrefix")]
-    InterfaceNamePrefix,
-}
+use crate::core::model::SettingsOverrides;
+pub use crate::core::model::detect::{DetectLocalMode, NodePortAddress};
 
-/// One `--nodeport-addresses` entry: a CIDR, or `primary` for the node's primary IPs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodePortAddress {
-    /// The node's primary IP of each family.
-    Primary,
-    /// Local addresses inside this CIDR.
-    Cidr(IpNet),
-}
-
-impl FromStr for NodePortAddress {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        if text.eq_ignore_ascii_case("primary") {
-            return Ok(NodePortAddress::Primary);
-        }
-        text.parse::<IpNet>()
-            .map(NodePortAddress::Cidr)
-            .map_err(|_| format!("{text:?} is neither a CIDR (e.g. 10.0.0.0/8) nor `primary`"))
+/// `--detect-local-mode` takes kube-proxy's values, case-insensitively, each with its help.
+impl ValueEnum for DetectLocalMode {
+    fn value_variants<'a>() -> &'a [Self] {
+        &DetectLocalMode::ALL
     }
-}
 
-impl fmt::Display for NodePortAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NodePortAddress::Primary => f.write_str("primary"),
-            NodePortAddress::Cidr(net) => net.fmt(f),
-        }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        let help = match self {
+            DetectLocalMode::ClusterCidr => "Pod traffic has a source in --cluster-cidr",
+            DetectLocalMode::NodeCidr => "Pod traffic has a source in the Node's podCIDRs",
+            DetectLocalMode::BridgeInterface => {
+                "Pod traffic enters through the bridge named by --pod-bridge-interface"
+            }
+            DetectLocalMode::InterfaceNamePrefix => {
+                "Pod traffic enters through interfaces named --pod-interface-name-prefix*"
+            }
+        };
+        Some(PossibleValue::new(self.as_str()).help(help))
     }
 }
 
@@ -154,6 +129,71 @@ pub struct ProxySettingsArgs {
     /// primary IPs (default: every local address)
     #[arg(long, value_name = "CIDR|primary", value_delimiter = ',')]
     pub nodeport_addresses: Vec<NodePortAddress>,
+}
+
+/// The settings the diagnostics plan a node's expected rules with, overriding the
+/// `kube-system/kube-proxy` ConfigMap and what the node's own rules show. Flags carry kube-proxy's names;
+/// an absent flag leaves the setting to those sources.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Expected proxy settings")]
+pub struct ExpectedSettingsArgs {
+    /// The cluster's pod CIDR(s), at most one per IP family (repeat the flag or separate with commas)
+    #[arg(long, value_name = "CIDR", value_delimiter = ',')]
+    pub cluster_cidr: Option<Vec<IpNet>>,
+    /// How the node's kube-proxy recognises traffic from local pods
+    #[arg(long, value_enum, value_name = "MODE", ignore_case = true)]
+    pub detect_local_mode: Option<DetectLocalMode>,
+    /// The pod bridge, for --detect-local-mode BridgeInterface
+    #[arg(long, value_name = "NAME")]
+    pub pod_bridge_interface: Option<String>,
+    /// The pod interface name prefix, for --detect-local-mode InterfaceNamePrefix
+    #[arg(long, value_name = "PREFIX")]
+    pub pod_interface_name_prefix: Option<String>,
+    /// The node's kube-proxy masquerades all traffic sent to Service IPs
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        hide_possible_values = true,
+        action = ArgAction::Set,
+    )]
+    pub masquerade_all: Option<bool>,
+    /// The bit of the packet mark that flags traffic for masquerading
+    #[arg(long, value_name = "BIT", value_parser = clap::value_parser!(u8).range(0..=31))]
+    pub iptables_masquerade_bit: Option<u8>,
+    /// The node's kube-proxy accepts NodePort connections to 127.0.0.1
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        hide_possible_values = true,
+        action = ArgAction::Set,
+    )]
+    pub iptables_localhost_nodeports: Option<bool>,
+    /// The node accepts NodePort traffic only on local addresses in these CIDRs, or `primary` for its
+    /// primary IPs
+    #[arg(long, value_name = "CIDR|primary", value_delimiter = ',')]
+    pub nodeport_addresses: Option<Vec<NodePortAddress>>,
+}
+
+impl ExpectedSettingsArgs {
+    /// The flags given, for [`resolve_node_context`](crate::core::model::resolve_node_context).
+    pub fn overrides(&self) -> SettingsOverrides {
+        SettingsOverrides {
+            cluster_cidrs: self.cluster_cidr.clone(),
+            detect_local_mode: self.detect_local_mode,
+            pod_bridge_interface: self.pod_bridge_interface.clone(),
+            pod_interface_name_prefix: self.pod_interface_name_prefix.clone(),
+            masquerade_all: self.masquerade_all,
+            masquerade_bit: self.iptables_masquerade_bit,
+            localhost_nodeports: self.iptables_localhost_nodeports,
+            nodeport_addresses: self.nodeport_addresses.clone(),
+        }
+    }
 }
 
 /// `proxy`: the node service proxy. Flags carry kube-proxy's names so a kube-proxy DaemonSet's arguments
@@ -347,6 +387,63 @@ mod tests {
         };
         assert_eq!(render.settings.cluster_cidr.len(), 2);
         assert!(render.ipv6);
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct ExpectedOnly {
+        #[command(flatten)]
+        expected: ExpectedSettingsArgs,
+    }
+
+    fn expected(args: &[&str]) -> SettingsOverrides {
+        use clap::Parser;
+        let mut argv = vec!["test"];
+        argv.extend_from_slice(args);
+        match ExpectedOnly::try_parse_from(argv) {
+            Ok(parsed) => parsed.expected.overrides(),
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    #[test]
+    fn expected_settings_are_unset_unless_given() {
+        assert_eq!(expected(&[]), SettingsOverrides::default());
+        let overrides = expected(&[
+            "--cluster-cidr=10.244.0.0/16,fd00::/48",
+            "--detect-local-mode=interfacenameprefix",
+            "--pod-interface-name-prefix=veth",
+            "--pod-bridge-interface",
+            "cbr0",
+            "--masquerade-all",
+            "--iptables-masquerade-bit=13",
+            "--iptables-localhost-nodeports=false",
+            "--nodeport-addresses=primary,10.0.0.0/8",
+        ]);
+        assert_eq!(
+            overrides,
+            SettingsOverrides {
+                cluster_cidrs: Some(vec![
+                    "10.244.0.0/16".parse().unwrap(),
+                    "fd00::/48".parse().unwrap()
+                ]),
+                detect_local_mode: Some(DetectLocalMode::InterfaceNamePrefix),
+                pod_bridge_interface: Some("cbr0".into()),
+                pod_interface_name_prefix: Some("veth".into()),
+                masquerade_all: Some(true),
+                masquerade_bit: Some(13),
+                localhost_nodeports: Some(false),
+                nodeport_addresses: Some(vec![
+                    NodePortAddress::Primary,
+                    NodePortAddress::Cidr("10.0.0.0/8".parse().unwrap())
+                ]),
+            }
+        );
+        assert_eq!(
+            expected(&["--masquerade-all=false"]).masquerade_all,
+            Some(false)
+        );
+        let mut argv = vec!["test", "--iptables-masquerade-bit=32"];
+        assert!(<ExpectedOnly as clap::Parser>::try_parse_from(argv.drain(..)).is_err());
     }
 
     #[test]

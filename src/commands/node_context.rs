@@ -2,11 +2,12 @@
 //! the proxy.
 
 use anyhow::bail;
-use ipnet::IpNet;
 
-use crate::cli::{DetectLocalMode, NodePortAddress, ProxySettingsArgs};
+use crate::cli::ProxySettingsArgs;
+use crate::core::model::detect::{
+    DetectLocalSettings, DetectorProblem, nodeport_cidrs, one_per_family,
+};
 use crate::core::model::{LocalDetector, Node, NodeContext};
-use crate::core::rules::IpFamily;
 
 /// The context for `node` with `settings` applied. `localhost_nodeports` is kube-proxy's
 /// `--iptables-localhost-nodeports`. Fails when the settings contradict each other or need something
@@ -21,94 +22,45 @@ pub fn node_context(
     ctx.masquerade_all = settings.masquerade_all;
     ctx.localhost_nodeports = localhost_nodeports;
     ctx.local_detector = local_detector(node, settings)?;
-    ctx.nodeport_addresses = nodeport_addresses(node, &settings.nodeport_addresses)?;
+    ctx.nodeport_addresses = match nodeport_cidrs(&settings.nodeport_addresses, &node.primary_ips())
+    {
+        Some(nets) => nets,
+        None => bail!(
+            "--nodeport-addresses primary needs the Node's addresses, and node {:?} has no \
+             InternalIP or ExternalIP: list CIDRs instead",
+            node.name
+        ),
+    };
     Ok(ctx)
 }
 
 fn local_detector(node: &Node, settings: &ProxySettingsArgs) -> anyhow::Result<LocalDetector> {
-    let cidrs = one_per_family(&settings.cluster_cidr)?;
-    let mode = match settings.detect_local_mode {
-        Some(mode) => mode,
-        None if cidrs.is_empty() => return Ok(LocalDetector::None),
-        None => DetectLocalMode::ClusterCidr,
+    let cidrs = one_per_family(&settings.cluster_cidr)
+        .map_err(|e| anyhow::anyhow!("--cluster-cidr takes {e}"))?;
+    let detect = DetectLocalSettings {
+        mode: settings.detect_local_mode,
+        cluster_cidrs: &cidrs,
+        bridge_interface: settings.pod_bridge_interface.as_deref(),
+        interface_name_prefix: settings.pod_interface_name_prefix.as_deref(),
+        pod_cidrs: &node.pod_cidrs,
     };
-    Ok(match mode {
-        DetectLocalMode::ClusterCidr => {
-            if cidrs.is_empty() {
-                bail!(
-                    "--detect-local-mode ClusterCIDR needs the pod network: add --cluster-cidr CIDR"
-                );
-            }
-            LocalDetector::ClusterCidr(cidrs)
+    Ok(match detect.detector() {
+        Ok(detector) => detector,
+        Err(DetectorProblem::NoClusterCidr) => {
+            bail!("--detect-local-mode ClusterCIDR needs the pod network: add --cluster-cidr CIDR")
         }
-        DetectLocalMode::NodeCidr => {
-            if node.pod_cidrs.is_empty() {
-                bail!(
-                    "--detect-local-mode NodeCIDR needs the Node's spec.podCIDRs, and node {:?} has none: \
-                     use --detect-local-mode ClusterCIDR with --cluster-cidr instead",
-                    node.name
-                );
-            }
-            LocalDetector::NodeCidr(node.pod_cidrs.clone())
+        Err(DetectorProblem::NoPodCidrs) => bail!(
+            "--detect-local-mode NodeCIDR needs the Node's spec.podCIDRs, and node {:?} has none: \
+             use --detect-local-mode ClusterCIDR with --cluster-cidr instead",
+            node.name
+        ),
+        Err(DetectorProblem::NoBridgeInterface) => {
+            bail!("--detect-local-mode BridgeInterface needs --pod-bridge-interface NAME")
         }
-        DetectLocalMode::BridgeInterface => match non_empty(&settings.pod_bridge_interface) {
-            Some(bridge) => LocalDetector::BridgeInterface(bridge.to_owned()),
-            None => bail!("--detect-local-mode BridgeInterface needs --pod-bridge-interface NAME"),
-        },
-        DetectLocalMode::InterfaceNamePrefix => {
-            match non_empty(&settings.pod_interface_name_prefix) {
-                Some(prefix) => LocalDetector::InterfaceNamePrefix(prefix.to_owned()),
-                None => bail!(
-                    "--detect-local-mode InterfaceNamePrefix needs --pod-interface-name-prefix PREFIX"
-                ),
-            }
-        }
+        Err(DetectorProblem::NoInterfaceNamePrefix) => bail!(
+            "--detect-local-mode InterfaceNamePrefix needs --pod-interface-name-prefix PREFIX"
+        ),
     })
-}
-
-/// kube-proxy takes at most one cluster CIDR per IP family.
-fn one_per_family(cidrs: &[IpNet]) -> anyhow::Result<Vec<IpNet>> {
-    for family in [IpFamily::V4, IpFamily::V6] {
-        let same: Vec<String> = cidrs
-            .iter()
-            .filter(|net| IpFamily::of(&net.addr()) == family)
-            .map(ToString::to_string)
-            .collect();
-        if same.len() > 1 {
-            bail!(
-                "--cluster-cidr takes at most one {family} CIDR, got {}",
-                same.join(", ")
-            );
-        }
-    }
-    Ok(cidrs.iter().map(IpNet::trunc).collect())
-}
-
-fn nodeport_addresses(node: &Node, addresses: &[NodePortAddress]) -> anyhow::Result<Vec<IpNet>> {
-    let mut nets = Vec::new();
-    for address in addresses {
-        match address {
-            NodePortAddress::Cidr(net) => nets.push(net.trunc()),
-            NodePortAddress::Primary => {
-                let ips = node.primary_ips();
-                if ips.is_empty() {
-                    bail!(
-                        "--nodeport-addresses primary needs the Node's addresses, and node {:?} has no \
-                         InternalIP or ExternalIP: list CIDRs instead",
-                        node.name
-                    );
-                }
-                nets.extend(ips.into_iter().map(IpNet::from));
-            }
-        }
-    }
-    nets.sort();
-    nets.dedup();
-    Ok(nets)
-}
-
-fn non_empty(value: &Option<String>) -> Option<&str> {
-    value.as_deref().filter(|v| !v.is_empty())
 }
 
 #[cfg(test)]
@@ -116,8 +68,12 @@ mod tests {
     use std::collections::BTreeMap;
     use std::net::IpAddr;
 
+    use ipnet::IpNet;
+
     use super::*;
+    use crate::cli::{DetectLocalMode, NodePortAddress};
     use crate::core::model::NodeAddress;
+    use crate::core::rules::IpFamily;
 
     fn node() -> Node {
         Node {

@@ -73,4 +73,19 @@ pub enum ModelError {
         /// The error, naming the object and the field.
         error: Box<ModelError>,
     },
+    /// A configuration text (the kube-proxy ConfigMap's `config.conf`) could not be read, or holds a value
+    /// that cannot be used.
+    #[error("{origin}{}: {message}", line_suffix(*.line))]
+    Config {
+        /// What the text is, e.g. `kube-system/kube-proxy ConfigMap key config.conf`.
+        origin: String,
+        /// The 1-based line of the problem, when known.
+        line: Option<usize>,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn line_suffix(line: Option<usize>) -> String {
+    line.map(|l| format!(" line {l}")).unwrap_or_default()
 }

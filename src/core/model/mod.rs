@@ -8,8 +8,12 @@
 pub mod bundle;
 pub mod context;
 pub mod convert;
+pub mod detect;
 pub mod error;
+pub mod infer;
 mod json;
+pub mod kube_proxy_config;
+pub mod resolve;
 pub mod settings;
 pub mod sloppy;
 
@@ -24,6 +28,7 @@ use crate::core::rules::{IpFamily, Protocol};
 
 pub use context::{LocalDetector, NodeContext};
 pub use error::ModelError;
+pub use resolve::{ResolvedContext, SettingsOverrides, resolve_node_context};
 
 /// A namespaced object name, printed as `namespace/name`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
