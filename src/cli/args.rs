@@ -44,6 +44,10 @@ pub struct TraceArgs {
     /// Where the cluster state and the node rules come from
     #[command(flatten)]
     pub source: SourceArgs,
+    /// The proxy settings the expected rules are planned with (default: from the kube-proxy
+    /// ConfigMap, else from the node's own rules)
+    #[command(flatten)]
+    pub expected_settings: ExpectedSettingsArgs,
 }
 
 /// `chains SERVICE`.
@@ -61,6 +65,10 @@ pub struct ChainsArgs {
     /// Where the cluster state and the node rules come from
     #[command(flatten)]
     pub source: SourceArgs,
+    /// The proxy settings the expected rules are planned with (default: from the kube-proxy
+    /// ConfigMap, else from the node's own rules)
+    #[command(flatten)]
+    pub expected_settings: ExpectedSettingsArgs,
 }
 
 /// `tui`.

@@ -32,7 +32,9 @@ pub fn run(ctx: &Context, args: &ChainsArgs) -> anyhow::Result<Outcome> {
             gathered.service
         );
     }
-    let settings = ExpectedSettings::default();
+    let settings = ExpectedSettings {
+        overrides: args.expected_settings.overrides(),
+    };
     let doc = chains_doc::build(
         &gathered.cluster,
         &gathered.service,

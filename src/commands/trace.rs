@@ -20,7 +20,9 @@ pub fn run(ctx: &Context, args: &TraceArgs) -> anyhow::Result<Outcome> {
         .map(|text| text.parse::<PacketSource>().map_err(anyhow::Error::msg))
         .transpose()?;
     let gathered = gather(ctx, &args.service, &args.source)?;
-    let settings = ExpectedSettings::default();
+    let settings = ExpectedSettings {
+        overrides: args.expected_settings.overrides(),
+    };
     let doc = report::build(Request {
         cluster: &gathered.cluster,
         service: &gathered.service,

@@ -1,11 +1,19 @@
-//! The proxy settings a node's expected rules are planned with.
+//! The proxy settings a node's expected rules are planned with: `--cluster-cidr` and the other
+//! expected-settings flags, then the `kube-system/kube-proxy` ConfigMap, then what the node's own rules
+//! show, then kube-proxy's defaults (see [`crate::core::model::resolve`]).
 
+use anyhow::Context as _;
+
+use crate::core::model::resolve::{SettingsOverrides, resolve_node_context};
 use crate::core::model::{ClusterState, NodeContext};
 use crate::core::rules::Dump;
 
-/// How to find each node's settings: flag overrides, the kube-proxy ConfigMap, the node's own rules.
+/// How to find each node's settings: the flag overrides; the rest comes from the cluster and the node.
 #[derive(Debug, Clone, Default)]
-pub struct ExpectedSettings {}
+pub struct ExpectedSettings {
+    /// The expected-settings flags given.
+    pub overrides: SettingsOverrides,
+}
 
 /// A node's settings, with where they came from.
 #[derive(Debug, Clone)]
@@ -24,26 +32,18 @@ impl ExpectedSettings {
         &self,
         cluster: &ClusterState,
         node: &str,
-        _dump: Option<&Dump>,
+        dump: Option<&Dump>,
     ) -> anyhow::Result<Resolved> {
-        let mut warnings = Vec::new();
-        let context = match cluster.nodes.get(node) {
-            Some(n) => {
-                let mut ctx = NodeContext::new(node, n.primary_ips());
-                ctx.apply_node(n);
-                ctx
-            }
-            None => {
-                warnings.push(format!(
-                    "the cluster has no Node {node:?}: its addresses and labels are unknown"
-                ));
-                NodeContext::new(node, Vec::new())
-            }
-        };
+        let resolved = resolve_node_context(cluster, node, dump, &self.overrides)
+            .with_context(|| format!("cannot work out the proxy settings of node {node}"))?;
         Ok(Resolved {
-            context,
-            provenance: Vec::new(),
-            warnings,
+            context: resolved.context,
+            provenance: resolved
+                .provenance
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            warnings: resolved.warnings,
         })
     }
 }
