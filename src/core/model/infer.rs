@@ -308,11 +308,16 @@ fn nfacct(dump: &Dump, localhost_nodeports: Option<bool>) -> Option<bool> {
         return Some(true);
     }
     let invalid_drop = rules_of(dump, Table::Filter, KUBE_FORWARD).any(is_invalid_drop);
-    // With IPv4 localhost NodePorts on every address, each NodePort gets a `-d 127.0.0.0/8` twin
-    // counted by nfacct; a NodePort rule without one shows nfacct is missing.
-    let all_addresses = nodeport_addresses(dump) == Some(InferredNodePorts::All);
+    // With IPv4 localhost NodePorts on (and loopback among the NodePort addresses), each NodePort
+    // gets a `-d 127.0.0.0/8` twin counted by nfacct; a NodePort rule without one shows nfacct is
+    // missing.
+    let loopback_accepted = match nodeport_addresses(dump) {
+        Some(InferredNodePorts::All) => true,
+        Some(InferredNodePorts::Addresses(ips)) => ips.iter().any(IpAddr::is_loopback),
+        None => false,
+    };
     let nodeport_without_twin = localhost_nodeports == Some(true)
-        && all_addresses
+        && loopback_accepted
         && rules_of(dump, Table::Nat, KUBE_NODEPORTS)
             .any(|r| r.jump_chain().is_some_and(|c| c.starts_with(EXT_PREFIX)));
     (invalid_drop || nodeport_without_twin).then_some(false)
