@@ -542,3 +542,112 @@ fn describe_inferred(detector: &InferredDetector) -> String {
         InferredDetector::InterfaceNamePrefix(prefix) => format!("InterfaceNamePrefix {prefix}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::core::model::NodeAddress;
+    use crate::core::parse::parse_dump;
+
+    const DUMP: &str = "\
+*nat
+:KUBE-MARK-MASQ - [0:0]
+:KUBE-POSTROUTING - [0:0]
+-A KUBE-MARK-MASQ -j MARK --set-xmark 0x1000/0x1000
+-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE
+COMMIT
+";
+
+    fn cluster(config: Option<&str>) -> ClusterState {
+        let mut state = ClusterState::default();
+        state.insert_node(Node {
+            name: "n1".into(),
+            labels: BTreeMap::new(),
+            pod_cidrs: vec!["10.244.1.0/24".parse().unwrap()],
+            addresses: vec![NodeAddress {
+                kind: "InternalIP".into(),
+                address: "198.18.0.2".into(),
+            }],
+            taints: Vec::new(),
+            being_deleted: false,
+        });
+        state.kube_proxy_config =
+            config.map(|text| BTreeMap::from([("config.conf".to_string(), text.to_string())]));
+        state
+    }
+
+    fn origin(resolved: &ResolvedContext, setting: Setting) -> Origin {
+        resolved
+            .provenance
+            .iter()
+            .find(|s| s.setting == setting)
+            .map(|s| s.origin)
+            .unwrap()
+    }
+
+    #[test]
+    fn precedence() {
+        let state = cluster(Some(
+            "iptables:\n  masqueradeBit: 13\n  masqueradeAll: true\ndetectLocalMode: NodeCIDR\n",
+        ));
+        let dump = parse_dump(DUMP).unwrap();
+        let overrides = SettingsOverrides {
+            masquerade_all: Some(false),
+            ..Default::default()
+        };
+        let resolved = resolve_node_context(&state, "n1", Some(&dump), &overrides).unwrap();
+        let ctx = &resolved.context;
+        assert!(!ctx.masquerade_all);
+        assert_eq!(origin(&resolved, Setting::MasqueradeAll), Origin::Flag);
+        assert_eq!(ctx.masquerade_bit, 13);
+        assert_eq!(origin(&resolved, Setting::MasqueradeBit), Origin::ConfigMap);
+        assert_eq!(
+            ctx.local_detector,
+            LocalDetector::NodeCidr(vec!["10.244.1.0/24".parse().unwrap()])
+        );
+        assert!(!ctx.random_fully);
+        assert_eq!(origin(&resolved, Setting::RandomFully), Origin::Inferred);
+        assert!(ctx.localhost_nodeports);
+        assert_eq!(
+            origin(&resolved, Setting::LocalhostNodePorts),
+            Origin::Default
+        );
+        assert_eq!(ctx.node_ips, vec![IpAddr::from([198, 18, 0, 2])]);
+        // The ConfigMap's bit 13 contradicts the rules' 0x1000 (bit 12).
+        assert_eq!(resolved.warnings.len(), 1, "{:?}", resolved.warnings);
+        assert_eq!(
+            resolved.provenance[2].to_string(),
+            "masquerade bit 13 (from the kube-system/kube-proxy ConfigMap)"
+        );
+    }
+
+    #[test]
+    fn unknown_node_and_node_cidr_mode() {
+        let state = cluster(Some("detectLocalMode: NodeCIDR\nmode: nftables\n"));
+        let resolved = resolve_node_context(&state, "n2", None, &Default::default()).unwrap();
+        assert!(resolved.context.node_ips.is_empty());
+        assert_eq!(resolved.context.local_detector, LocalDetector::None);
+        assert_eq!(resolved.warnings.len(), 3, "{:?}", resolved.warnings);
+        assert!(resolved.warnings[0].contains("\"n2\" has no Node object"));
+        assert!(resolved.warnings[1].contains("mode \"nftables\""));
+        assert!(resolved.warnings[2].contains("NodeCIDR"));
+    }
+
+    #[test]
+    fn two_cluster_cidrs_of_one_family_are_refused() {
+        let overrides = SettingsOverrides {
+            cluster_cidrs: Some(vec![
+                "10.0.0.0/8".parse().unwrap(),
+                "10.1.0.0/16".parse().unwrap(),
+            ]),
+            ..Default::default()
+        };
+        let error = resolve_node_context(&cluster(None), "n1", None, &overrides).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "--cluster-cidr: takes at most one IPv4 CIDR, got 10.0.0.0/8, 10.1.0.0/16"
+        );
+    }
+}
