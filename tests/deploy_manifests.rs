@@ -47,6 +47,8 @@ const PROXY_MANIFESTS: [&str; 5] = [
 const DIAGNOSTICS_RBAC: &str = "diagnostics-rbac.yaml";
 /// Placeholders the operator replaces before applying, with a sample value of the right shape.
 const PLACEHOLDERS: [(&str, &str); 1] = [("CLUSTER_CIDR", "10.244.0.0/16")];
+/// A sample of what the kubelet puts in for `$(NODE_IP)` (the downward API's `status.hostIP`).
+const SAMPLE_NODE_IP: (&str, Ipv4Addr) = ("$(NODE_IP)", Ipv4Addr::new(192, 0, 2, 10));
 
 // ------------------------------------------------------------------------------------------------
 // Loading
@@ -321,9 +323,12 @@ fn proxy_flags(container: &Container) -> Vec<String> {
 fn parsed_proxy_args(container: &Container) -> (Cli, ProxyArgs) {
     let mut line = vec![BINARY_IN_IMAGE.to_owned(), "proxy".to_owned()];
     line.extend(proxy_flags(container).into_iter().map(|flag| {
-        PLACEHOLDERS.iter().fold(flag, |f, (placeholder, sample)| {
-            f.replace(placeholder, sample)
-        })
+        PLACEHOLDERS
+            .iter()
+            .fold(flag, |f, (placeholder, sample)| {
+                f.replace(placeholder, sample)
+            })
+            .replace(SAMPLE_NODE_IP.0, &SAMPLE_NODE_IP.1.to_string())
     }));
     let (cli, _) = Cli::parse_args(&line).unwrap_or_else(|e| {
         panic!(
@@ -652,7 +657,7 @@ fn the_xtables_lock_is_shared_with_the_host_and_modules_only_reach_the_init_cont
 }
 
 #[test]
-fn the_probes_reach_the_health_server_and_metrics_stay_on_loopback() {
+fn the_probes_reach_the_health_server_and_metrics_listen_on_the_node_address() {
     let pod = pod_spec(&daemonset());
     let main = main_container(&pod);
     let (_, args) = parsed_proxy_args(&main);
@@ -671,22 +676,47 @@ fn the_probes_reach_the_health_server_and_metrics_stay_on_loopback() {
         args.healthz_bind_address,
         SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), HEALTHZ_PORT as u16)
     );
+    // The diagnostics read /debug/iptables through the API server's pods/proxy, which connects to
+    // the pod IP (the node's, with hostNetwork): the metrics server must listen there, and only
+    // there, not on loopback (unreachable) nor on every interface.
+    assert!(pod.host_network.unwrap_or(false));
     assert_eq!(
         args.metrics_bind_address,
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), METRICS_PORT),
-        "metrics on loopback by default, as kube-proxy"
+        SocketAddr::new(IpAddr::V4(SAMPLE_NODE_IP.1), METRICS_PORT),
+        "metrics on the node's address, from $(NODE_IP)"
     );
+    for container in [init_container(&pod), main.clone()] {
+        let env = container.env.clone().unwrap_or_default();
+        let node_ip = env
+            .iter()
+            .find(|e| e.name == "NODE_IP")
+            .unwrap_or_else(|| panic!("container {} has no NODE_IP", container.name));
+        let field = node_ip
+            .value_from
+            .as_ref()
+            .and_then(|v| v.field_ref.as_ref())
+            .map(|f| f.field_path.as_str());
+        assert_eq!(field, Some("status.hostIP"), "container {}", container.name);
+        // $(NODE_IP) is expanded only when the variable is defined before it is used.
+        assert!(
+            proxy_flags(&container).contains(&"--metrics-bind-address=$(NODE_IP):10249".to_owned()),
+            "container {}",
+            container.name
+        );
+    }
     let ports = main.ports.clone().unwrap_or_default();
     assert!(
         ports
             .iter()
             .any(|p| p.container_port == HEALTHZ_PORT && p.name.as_deref() == Some("healthz"))
     );
+    let metrics_port = ports
+        .iter()
+        .find(|p| p.name.as_deref() == Some("metrics"))
+        .expect("a container port named metrics, which scrapers and the diagnostics look up");
+    assert_eq!(metrics_port.container_port, i32::from(METRICS_PORT));
     assert!(
-        !ports
-            .iter()
-            .any(|p| p.container_port == i32::from(METRICS_PORT)),
-        "a port bound to loopback is not advertised for scraping"
+        metrics_port.host_port.is_none() || metrics_port.host_port == Some(i32::from(METRICS_PORT))
     );
 
     let requests = main

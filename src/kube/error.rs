@@ -115,6 +115,146 @@ pub enum KubeError {
     EventsClosed,
 }
 
+/// The file that holds the roles the diagnostics need.
+pub const DIAGNOSTICS_RBAC_FILE: &str = "deploy/diagnostics-rbac.yaml";
+
+/// Why the diagnostics could not read the cluster state or a node's rules, said with what to grant or
+/// do about it.
+#[derive(Debug, Error)]
+pub enum DiagError {
+    /// The API server's authorizer refused a request.
+    #[error(
+        "forbidden: cannot {verb} {resource} ({group}){scope}; grant `{verb}` on `{resource}` in API group \"{group_name}\" \
+         ({role_hint}, see {DIAGNOSTICS_RBAC_FILE}); the API server said: {message}",
+        group = group_label(.group),
+        group_name = .group,
+        scope = scope_label(.namespace.as_deref()),
+    )]
+    Forbidden {
+        /// The verb refused (`list`, `get`, `create`).
+        verb: &'static str,
+        /// The resource, with its subresource (`pods/proxy`).
+        resource: &'static str,
+        /// The API group, empty for the core group.
+        group: &'static str,
+        /// The namespace of the request; `None` for every namespace or a cluster-scoped resource.
+        namespace: Option<String>,
+        /// Which role of the RBAC file grants it, and how to bind it.
+        role_hint: &'static str,
+        /// The API server's message.
+        message: String,
+    },
+    /// The API server rejected the credentials.
+    #[error(
+        "the API server rejected the credentials while trying to {what} (401 Unauthorized): {message}; \
+         check the kubeconfig's user (token, certificate or exec plugin) and log in again"
+    )]
+    Unauthorized {
+        /// What was being done, in words.
+        what: String,
+        /// The API server's message.
+        message: String,
+    },
+    /// Any other failure of an API request.
+    #[error("cannot {what}: {}", describe_kube_error(.source))]
+    Api {
+        /// What was being done, in words (`list EndpointSlices of Service shop/web`).
+        what: String,
+        /// What kube reported.
+        #[source]
+        source: ::kube::Error,
+    },
+    /// Neither our proxy nor kube-proxy runs on the node, so its rules cannot be read through the API
+    /// server.
+    #[error(
+        "cannot read the rules of node {node:?}: {found}; \
+         pass --rules FILE with that node's `iptables-save` output, or run with --local on the node itself"
+    )]
+    NoRulesSource {
+        /// The node.
+        node: String,
+        /// What was looked for and found, in words.
+        found: String,
+    },
+    /// The node's proxy pod answered with an error, or could not be reached through the API server.
+    #[error("cannot read the rules of node {node:?} from {origin}: HTTP {status}: {body}")]
+    NodeUnreachable {
+        /// The node.
+        node: String,
+        /// Where the rules were asked for (`pod kube-system/svcproxy-abcde /debug/iptables`).
+        origin: String,
+        /// The HTTP status.
+        status: u16,
+        /// The start of the answer's body (or the API server's message).
+        body: String,
+    },
+    /// The node's proxy answered, but not with a usable `/debug/iptables` document.
+    #[error("cannot read the rules of node {node:?} from {origin}: {reason}")]
+    BadRules {
+        /// The node.
+        node: String,
+        /// Where the rules were asked for.
+        origin: String,
+        /// What is wrong with the answer.
+        reason: String,
+    },
+    /// `iptables-save` run in the node's kube-proxy pod failed.
+    #[error("cannot read the rules of node {node:?}: `{command}` in {origin} failed: {reason}")]
+    ExecFailed {
+        /// The node.
+        node: String,
+        /// The pod and container, in words.
+        origin: String,
+        /// The command run.
+        command: String,
+        /// Its status message and the start of its stderr.
+        reason: String,
+    },
+    /// Reading the rules took too long.
+    #[error("cannot read the rules of node {node:?} from {origin}: no answer within {} s", .after.as_secs())]
+    Timeout {
+        /// The node.
+        node: String,
+        /// Where the rules were asked for.
+        origin: String,
+        /// How long it waited.
+        after: std::time::Duration,
+    },
+}
+
+fn group_label(group: &str) -> String {
+    if group.is_empty() {
+        "core API group".to_string()
+    } else {
+        format!("API group {group}")
+    }
+}
+
+fn scope_label(namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!(" in namespace {ns}"),
+        None => String::new(),
+    }
+}
+
+/// A kube error in words: the API server's message and code for API errors, the error itself otherwise.
+pub(crate) fn describe_kube_error(error: &::kube::Error) -> String {
+    match error {
+        ::kube::Error::Api(status) => {
+            let message = if status.message.is_empty() {
+                "(no message)"
+            } else {
+                status.message.as_str()
+            };
+            match status.reason.as_str() {
+                "" => format!("HTTP {}: {message}", status.code),
+                reason => format!("HTTP {} {reason}: {message}", status.code),
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
 /// `its contexts are: a, b` or `it has no contexts`.
 fn available(what: &str, names: &[String]) -> String {
     if names.is_empty() {

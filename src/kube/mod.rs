@@ -6,11 +6,12 @@
 //! sends [`ClusterEvent`](crate::proxy::events::ClusterEvent)s.
 
 mod client;
+pub mod diag;
 mod error;
 mod kinds;
 mod tracker;
 mod watch;
 
 pub use client::{ConfigEnv, KubeOptions, client, config, config_from};
-pub use error::KubeError;
+pub use error::{DIAGNOSTICS_RBAC_FILE, DiagError, KubeError};
 pub use watch::watch_cluster;
