@@ -307,6 +307,20 @@ pub struct RenderArgs {
     pub no_localhost_nodeports: bool,
 }
 
+/// `bundle DIR`.
+#[derive(Debug, Clone, Args)]
+pub struct BundleArgs {
+    /// The directory to write the bundle to (created if missing; must be empty unless --force)
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Store the rules of this node (repeatable; default: every node)
+    #[arg(long = "node", value_name = "NAME")]
+    pub nodes: Vec<String>,
+    /// Write into a non-empty DIR, replacing its cluster.json and nodes/
+    #[arg(long)]
+    pub force: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

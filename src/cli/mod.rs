@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 pub use args::{
-    ChainsArgs, DetectLocalMode, ExpectedSettingsArgs, IptablesBackend, NodePortAddress, ProxyArgs,
+    BundleArgs, ChainsArgs, DetectLocalMode, ExpectedSettingsArgs, IptablesBackend, NodePortAddress,
+    ProxyArgs,
     ProxySettingsArgs, RenderArgs, SourceArgs, TraceArgs, TuiArgs,
 };
 pub use duration::parse_duration;
@@ -108,6 +109,8 @@ pub enum Command {
     Tui(TuiArgs),
     /// Print the iptables-restore input the proxy would apply on a node, from a snapshot bundle
     Render(RenderArgs),
+    /// Write a snapshot bundle (cluster state and node rules) from the live cluster
+    Bundle(BundleArgs),
 }
 
 impl Command {
@@ -119,6 +122,7 @@ impl Command {
             Command::Chains(_) => "chains",
             Command::Tui(_) => "tui",
             Command::Render(_) => "render",
+            Command::Bundle(_) => "bundle",
         }
     }
 }
@@ -229,6 +233,28 @@ mod tests {
         let err = parse(&["kubectl-svcproxy", "render", "--node", "n1"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
         let err = parse(&["kubectl-svcproxy", "render", "--snapshot", "dir"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn bundle_takes_a_directory_and_repeated_nodes() {
+        let cli = parse(&[
+            "kubectl-svcproxy",
+            "bundle",
+            "out",
+            "--node",
+            "a",
+            "--node",
+            "b",
+        ])
+        .unwrap();
+        let Command::Bundle(args) = cli.command else {
+            panic!("not bundle");
+        };
+        assert_eq!(args.dir, PathBuf::from("out"));
+        assert_eq!(args.nodes, ["a", "b"]);
+        assert!(!args.force);
+        let err = parse(&["kubectl-svcproxy", "bundle"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
     }
 

@@ -1,6 +1,7 @@
 //! One module per subcommand. Each takes the parsed flags and a [`Context`], does its work, and returns
 //! an [`Outcome`]; errors carry context that names what failed and how to fix it.
 
+pub mod bundle;
 pub mod chains;
 pub mod diag;
 pub mod node_context;
@@ -61,6 +62,7 @@ pub fn run(ctx: &Context, command: &Command) -> anyhow::Result<Outcome> {
         Command::Chains(args) => chains::run(ctx, args),
         Command::Tui(args) => tui::run(ctx, args),
         Command::Render(args) => render::run(ctx, args),
+        Command::Bundle(args) => bundle::run(ctx, args),
     }
 }
 

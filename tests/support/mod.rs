@@ -4,6 +4,7 @@
 pub mod apiserver;
 pub mod builders;
 pub mod checks;
+pub mod diagsrv;
 pub mod dumpcmp;
 pub mod netns;
 pub mod testbed;

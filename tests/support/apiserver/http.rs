@@ -84,6 +84,9 @@ async fn serve(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    if let Route::PodExec { namespace, name } = route(&path) {
+        return pod_exec(shared, request, &user, &namespace, &name);
+    }
     let body = match axum::body::to_bytes(request.into_body(), BODY_LIMIT).await {
         Ok(body) => body,
         Err(e) => return bad_request(&format!("cannot read the request body: {e}")),
@@ -95,7 +98,7 @@ async fn serve(
             StatusCode::OK,
             &json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-svcproxy-test", "platform": "linux/amd64"}),
         ),
-        Route::Unknown => status::no_route(),
+        Route::Unknown | Route::PodExec { .. } => status::no_route(),
         Route::Collection { def, namespace } => {
             let verb = match method {
                 Method::GET if watching => "watch",
@@ -527,4 +530,86 @@ async fn pod_proxy(
             None,
         ),
     }
+}
+
+/// `pods/exec`: checks RBAC (`create`, and `get` as older API servers check for WebSocket exec), the
+/// pod and the container, records the command, and answers with the reply the test set.
+fn pod_exec(
+    shared: &Shared,
+    request: Request,
+    user: &str,
+    namespace: &str,
+    name: &str,
+) -> Response {
+    for verb in ["create", "get"] {
+        if let Some(denied) = forbidden(
+            shared,
+            user,
+            verb,
+            "",
+            "pods/exec",
+            Some(namespace),
+            Some(name),
+        ) {
+            return denied;
+        }
+    }
+    let pairs: Vec<(String, String)> = Query::try_from_uri(request.uri())
+        .map(|Query(pairs)| pairs)
+        .unwrap_or_default();
+    let command: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "command")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let container = pairs
+        .iter()
+        .find(|(k, _)| k == "container")
+        .map(|(_, v)| v.clone());
+    if command.is_empty() {
+        return bad_request("you must specify at least 1 command");
+    }
+    let Some(pods) = super::resources::find("", "v1", "pods") else {
+        return status::no_route();
+    };
+    let (reply, protocols) = {
+        let mut inner = shared.lock();
+        let Some(pod) = inner.store.get(pods, namespace, name).cloned() else {
+            return not_found("", "pods", name);
+        };
+        let containers: Vec<String> = pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .map(|cs| {
+                cs.iter()
+                    .filter_map(|c| c["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let container = match container {
+            Some(c) if containers.contains(&c) => c,
+            Some(c) => {
+                return bad_request(&format!("container {c} is not valid for pod {name}"));
+            }
+            None if containers.len() == 1 => containers[0].clone(),
+            None => {
+                return bad_request(&format!(
+                    "a container name must be specified for pod {name}, choose one of: {containers:?}"
+                ));
+            }
+        };
+        inner.execs.push(super::ExecRecord {
+            namespace: namespace.to_string(),
+            pod: name.to_string(),
+            container,
+            command: command.clone(),
+        });
+        let reply = inner
+            .exec_replies
+            .get(&(namespace.to_string(), name.to_string(), command.join(" ")))
+            .cloned()
+            .unwrap_or_else(|| super::exec::ExecReply::not_found(&command[0]));
+        (reply, inner.exec_protocols.clone())
+    };
+    super::exec::serve(request, &protocols, command, reply)
 }

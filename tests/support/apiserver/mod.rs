@@ -4,7 +4,9 @@
 //! It serves core/v1 `services`, `nodes`, `pods`, `events`, `configmaps`, discovery.k8s.io/v1
 //! `endpointslices` and events.k8s.io/v1 `events`: list (label and field selectors), watch (from a
 //! resourceVersion, with bookmarks and 410 Expired), get, create, update, merge-patch and delete, plus
-//! the `pods/proxy` subresource, forwarded to a target the test registers.
+//! the `pods/proxy` subresource, forwarded to a target the test registers, and the `pods/exec`
+//! subresource over WebSocket (the `v5.channel.k8s.io`/`v4.channel.k8s.io` protocols kube's client
+//! speaks), answering with what the test set ([`ApiServer::set_exec_reply`]).
 //!
 //! How the failure modes look to the client, as on a real API server:
 //! - [`ApiServer::compact`] forgets the change history; a watch that resumes from an older
@@ -22,6 +24,7 @@
 //! Requests need `Authorization: Bearer <token>` (the kubeconfig from
 //! [`ApiServer::write_kubeconfig`] has it); others get 401.
 
+mod exec;
 mod http;
 mod pod_proxy;
 mod resources;
@@ -41,6 +44,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub use exec::ExecReply;
 use resources::ResourceDef;
 use store::Store;
 
@@ -113,6 +117,19 @@ impl RequestRecord {
     }
 }
 
+/// One command run through `pods/exec`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRecord {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod.
+    pub pod: String,
+    /// The container (the pod's only one when the request named none).
+    pub container: String,
+    /// The command and its arguments.
+    pub command: Vec<String>,
+}
+
 /// State shared by the HTTP side and the test side.
 struct Inner {
     store: Store,
@@ -121,6 +138,9 @@ struct Inner {
     user: String,
     token: String,
     pod_proxies: BTreeMap<(String, String, u16), String>,
+    exec_replies: BTreeMap<(String, String, String), ExecReply>,
+    exec_protocols: Vec<&'static str>,
+    execs: Vec<ExecRecord>,
     requests: Vec<RequestRecord>,
 }
 
@@ -183,6 +203,9 @@ impl ApiServer {
                 user: options.user.clone(),
                 token: options.token.clone(),
                 pod_proxies: BTreeMap::new(),
+                exec_replies: BTreeMap::new(),
+                exec_protocols: exec::PROTOCOLS.to_vec(),
+                execs: Vec::new(),
                 requests: Vec::new(),
             }),
             requests_changed,
@@ -433,6 +456,25 @@ impl ApiServer {
             (namespace.to_string(), name.to_string(), port),
             target.trim_end_matches('/').to_string(),
         );
+    }
+
+    /// What `command` (its words joined by spaces) prints when run in pod `namespace/name` through
+    /// `pods/exec`. A command without a reply fails as a missing executable does (exit 126).
+    pub fn set_exec_reply(&self, namespace: &str, name: &str, command: &str, reply: ExecReply) {
+        self.shared.lock().exec_replies.insert(
+            (namespace.to_string(), name.to_string(), command.to_string()),
+            reply,
+        );
+    }
+
+    /// The exec subprotocols the server accepts, preferred first (default: v5, then v4).
+    pub fn set_exec_protocols(&self, protocols: &[&'static str]) {
+        self.shared.lock().exec_protocols = protocols.to_vec();
+    }
+
+    /// The commands run through `pods/exec` so far, oldest first.
+    pub fn execs(&self) -> Vec<ExecRecord> {
+        self.shared.lock().execs.clone()
     }
 
     /// The Events stored (core/v1 and events.k8s.io/v1, as JSON), oldest first.

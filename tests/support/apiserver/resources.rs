@@ -149,6 +149,8 @@ pub enum Route {
         /// The path to forward, starting with `/`.
         path: String,
     },
+    /// `/api/v1/namespaces/NS/pods/NAME/exec`.
+    PodExec { namespace: String, name: String },
     /// Nothing served here.
     Unknown,
 }
@@ -193,6 +195,10 @@ pub fn route(path: &str) -> Route {
                 name: (*name).to_string(),
             },
             _ => Route::Unknown,
+        },
+        ["namespaces", namespace, "pods", name, "exec"] if group.is_empty() => Route::PodExec {
+            namespace: (*namespace).to_string(),
+            name: (*name).to_string(),
         },
         ["namespaces", namespace, "pods", target, "proxy", tail @ ..] if group.is_empty() => {
             let (name, port) = match target.split_once(':') {
