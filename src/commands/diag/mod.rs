@@ -145,17 +145,129 @@ fn list_or_none<'a>(items: impl Iterator<Item = &'a str>) -> String {
 }
 
 mod live {
-    //! Live sources, through the API server.
+    //! Live sources, through the API server: the cluster state around the Service, and each node's
+    //! rules from our proxy's `/debug/iptables` or `iptables-save` in its kube-proxy pod.
+    use std::io::IsTerminal as _;
+
+    use anyhow::Context as _;
+
     use super::*;
+    use crate::kube::KubeOptions;
+    use crate::kube::diag::{ClusterScope, diagnostics_client, fetch_cluster, fetch_node_rules};
 
     pub(super) fn gather(
         ctx: &Context,
-        _service_arg: &str,
-        _source: &SourceArgs,
+        service_arg: &str,
+        source: &SourceArgs,
     ) -> anyhow::Result<Gathered> {
-        bail!(
-            "reading the live cluster is not wired in yet; use `{}` with --snapshot DIR",
-            ctx.command_line("trace")
-        )
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        runtime.block_on(gather_async(ctx, service_arg, source))
+    }
+
+    async fn gather_async(
+        ctx: &Context,
+        service_arg: &str,
+        source: &SourceArgs,
+    ) -> anyhow::Result<Gathered> {
+        let options = KubeOptions::from(&ctx.global);
+        let client = diagnostics_client(&options)
+            .await
+            .context("cannot connect to the cluster (or read it offline with --snapshot DIR)")?;
+        let default_namespace = client.default_namespace().to_string();
+        let scope = match service_arg.split_once('/') {
+            Some((namespace, name)) => ClusterScope::Service {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            },
+            None if ctx.global.all_namespaces => ClusterScope::All,
+            None => ClusterScope::Service {
+                namespace: ctx
+                    .global
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| default_namespace.clone()),
+                name: service_arg.to_string(),
+            },
+        };
+        let fetched = fetch_cluster(&client, &scope)
+            .await
+            .context("cannot read the cluster state")?;
+        let cluster = fetched.state;
+        let mut notes = fetched.warnings;
+        let service = service_id(service_arg, &ctx.global, &default_namespace, &cluster)?;
+        if let Some(rules) = explicit_rules(source, &cluster)? {
+            return Ok(Gathered {
+                cluster,
+                service,
+                nodes: vec![rules],
+                notes,
+            });
+        }
+        let chosen: Vec<String> = match &source.node {
+            Some(node) => vec![node.clone()],
+            None => endpoint_nodes(&cluster, &service),
+        };
+        if chosen.is_empty() {
+            notes.push(format!(
+                "no node hosts an endpoint of {service}: no node's rules were read; name one with --node NAME"
+            ));
+        }
+        let progress = std::io::stderr().is_terminal();
+        let mut nodes = Vec::new();
+        let mut failures = Vec::new();
+        for (i, node) in chosen.iter().enumerate() {
+            if progress {
+                eprintln!(
+                    "reading the rules of node {node} ({}/{})…",
+                    i + 1,
+                    chosen.len()
+                );
+            }
+            match fetch_node_rules(&client, node).await {
+                Ok(fetched) => nodes.push(to_node_rules(fetched)?),
+                Err(err) if source.node.is_none() => {
+                    failures.push(format!("{node}: {err}"));
+                }
+                Err(err) => {
+                    return Err(anyhow::Error::new(err)
+                        .context(format!("cannot read the rules of node {node}")));
+                }
+            }
+        }
+        if !failures.is_empty() && nodes.is_empty() {
+            bail!(
+                "cannot read the rules of any node hosting {service}:\n  {}",
+                failures.join("\n  ")
+            );
+        }
+        notes.extend(failures.into_iter().map(|f| format!("not checked: {f}")));
+        Ok(Gathered {
+            cluster,
+            service,
+            nodes,
+            notes,
+        })
+    }
+
+    fn to_node_rules(fetched: crate::kube::diag::NodeRules) -> anyhow::Result<NodeRules> {
+        let name = |family: &str| {
+            format!(
+                "the {family} rules of node {} ({})",
+                fetched.node, fetched.origin
+            )
+        };
+        let mut dumps = vec![inputs::parse_dump_text(&fetched.ipv4, &name("IPv4"))?];
+        if let Some(v6) = fetched.ipv6.as_deref().filter(|t| !t.trim().is_empty()) {
+            dumps.push(inputs::parse_dump_text(v6, &name("IPv6"))?);
+        }
+        Ok(NodeRules {
+            node: fetched.node,
+            origin: fetched.origin,
+            dumps,
+            other_backend: None,
+        })
     }
 }
