@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 
 use svcproxy::core::drift::{
-    Finding, FindingKind, Scope, cluster_findings, local_findings, node_findings, service_findings,
+    Finding, FindingKind, Scope, cluster_findings, local_findings, node_drift, node_findings,
+    service_findings,
 };
 use svcproxy::core::model::bundle::load_cluster_json;
 use svcproxy::core::model::settings::load_node_context;
@@ -59,6 +60,23 @@ fn all_findings(state: &ClusterState, ctx: &NodeContext, dump_text: &str) -> Vec
         findings.extend(service_findings(scope, id, &expected, &actual));
     }
     findings
+}
+
+#[test]
+fn node_drift_covers_every_service_the_cluster_or_the_node_knows() {
+    let (mut state, ctx, dump) = load("basic");
+    let parsed = parse_dump(&dump).expect("parses");
+    let actual = ActualRules::new(&parsed);
+    assert!(node_drift(&state, &ctx, &actual, None).is_empty());
+    assert!(
+        state
+            .services
+            .remove(&NamespacedName::new("default", "sticky"))
+            .is_some()
+    );
+    let findings = node_drift(&state, &ctx, &actual, None);
+    assert_eq!(kinds(&findings), vec![FindingKind::StaleService]);
+    assert_eq!(findings, all_findings(&state, &ctx, &dump));
 }
 
 fn kinds(findings: &[Finding]) -> Vec<FindingKind> {

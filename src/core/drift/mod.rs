@@ -245,3 +245,33 @@ pub fn local_findings(node: &str, expected: &ServicePorts) -> Vec<Finding> {
     }
     findings
 }
+
+/// Every drift finding of one node for one IP family: the node as a whole ([`node_findings`]) and
+/// every Service the cluster has or the node's rules still name ([`service_findings`]), planned with
+/// `ctx`. Cluster-side findings (no endpoints, selectors, Local policies) are not included: they are not
+/// about the node's rules.
+pub fn node_drift(
+    cluster: &ClusterState,
+    ctx: &crate::core::model::NodeContext,
+    actual: &ActualRules<'_>,
+    other_backend: Option<&Dump>,
+) -> Vec<Finding> {
+    let family = actual.dump.family;
+    let scope = Scope {
+        node: &ctx.node_name,
+        family,
+    };
+    let mut services: BTreeSet<NamespacedName> = cluster.services.keys().cloned().collect();
+    for spn in actual.all_service_ports() {
+        let base = spn.split_once(':').map_or(spn, |(service, _)| service);
+        if let Some((namespace, name)) = base.split_once('/') {
+            services.insert(NamespacedName::new(namespace, name));
+        }
+    }
+    let mut findings = node_findings(&ctx.node_name, actual, other_backend);
+    for service in &services {
+        let expected = crate::core::plan::plan_service(cluster, ctx, family, false, service);
+        findings.extend(service_findings(scope, service, &expected, actual));
+    }
+    findings
+}
