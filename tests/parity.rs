@@ -191,3 +191,90 @@ fn a_second_full_sync_changes_nothing_and_restarts_do_not_duplicate_jumps() {
         differences(&first, &second)
     );
 }
+
+/// Every drift finding on `saved` (one node's `iptables-save`) for `state`, with the node's settings
+/// resolved the way `trace` resolves them (here: from the node's own rules).
+fn drift_on(state: &ClusterState, node: &str, saved: &str) -> Vec<svcproxy::core::drift::Finding> {
+    let dump = svcproxy::core::parse::parse_dump(saved).expect("the kernel's dump parses");
+    let resolved =
+        svcproxy::core::model::resolve_node_context(state, node, Some(&dump), &Default::default())
+            .expect("settings resolve");
+    let actual = svcproxy::core::path::ActualRules::new(&dump);
+    svcproxy::core::drift::node_drift(state, &resolved.context, &actual, None)
+}
+
+#[test]
+fn dumps_the_kernel_printed_back_show_no_drift() {
+    if !skip_unless_available("dumps_the_kernel_printed_back_show_no_drift") {
+        return;
+    }
+    for scenario in SCENARIOS {
+        let (state, mut ctx) = load(scenario);
+        // Normal mode, and large-cluster mode (no per-endpoint comments) read with the default
+        // threshold: neither is drift.
+        for threshold in [1000, 0] {
+            ctx.large_cluster_threshold = threshold;
+            for family in [IpFamily::V4, IpFamily::V6] {
+                let rules = plan(&state, &ctx, family);
+                let ns = NetNs::create("svcp-drift").expect("namespace");
+                let saved = program_namespace(&ns, &rules, &render_transactions(&rules, &[], 7));
+                let findings = drift_on(&state, &ctx.node_name, &saved);
+                assert!(
+                    findings.is_empty(),
+                    "{scenario} {family} threshold {threshold}: {findings:#?}\n{saved}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_synthetic_cluster_through_the_kernel_shows_no_drift_until_an_endpoint_goes() {
+    if !skip_unless_available(
+        "a_synthetic_cluster_through_the_kernel_shows_no_drift_until_an_endpoint_goes",
+    ) {
+        return;
+    }
+    let mut state = ClusterState::default();
+    for i in 0..150 {
+        state.insert_service(svcproxy::synthetic::service(i));
+        state.insert_slice(svcproxy::synthetic::slice(i, 1 + i % 12, 0));
+    }
+    let node = svcproxy::core::model::Node {
+        name: "node-0".into(),
+        labels: Default::default(),
+        pod_cidrs: vec!["10.128.0.0/24".parse().expect("CIDR")],
+        addresses: vec![svcproxy::core::model::NodeAddress {
+            kind: "InternalIP".into(),
+            address: "192.168.0.10".into(),
+        }],
+        taints: Vec::new(),
+        being_deleted: false,
+    };
+    let mut ctx = NodeContext::new(node.name.clone(), node.primary_ips());
+    ctx.apply_node(&node);
+    state.nodes.insert(node.name.clone(), node);
+    let rules = plan(&state, &ctx, IpFamily::V4);
+    let ns = NetNs::create("svcp-drift").expect("namespace");
+    let saved = program_namespace(&ns, &rules, &render_transactions(&rules, &[], 20));
+    assert_eq!(drift_on(&state, &ctx.node_name, &saved), Vec::new());
+    // The cluster loses one endpoint of a Service with several; the node's rules do not know yet.
+    let slice = state
+        .endpoint_slices
+        .values_mut()
+        .find(|s| s.endpoints.len() > 3)
+        .expect("a slice with several endpoints");
+    let gone = slice.endpoints.remove(1).addresses[0].clone();
+    let findings = drift_on(&state, &ctx.node_name, &saved);
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(
+        findings[0].kind,
+        svcproxy::core::drift::FindingKind::StaleEndpoint
+    );
+    assert!(
+        findings[0]
+            .endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with(&format!("{gone}:")))
+    );
+}

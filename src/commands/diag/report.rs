@@ -261,7 +261,7 @@ pub fn build(request: Request<'_>) -> anyhow::Result<TraceDocument> {
         .any(|r| r.path.ports.iter().any(|p| !p.entries.is_empty()));
     if svc.is_none() && !known_to_nodes {
         let checked = if nodes.is_empty() {
-            "no node rules were read".to_string()
+            "no node's rules were read (to look for rules a deleted Service left on a node, add --node NAME)".to_string()
         } else {
             format!(
                 "the rules of {} do not mention it either",
