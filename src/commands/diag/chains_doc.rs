@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::core::drift::port::{comparable, jumps_to_endpoint};
+use crate::core::drift::port::jumps_to_endpoint;
 use crate::core::model::{ClusterState, NamespacedName};
 use crate::core::path::actual::ChainKind;
 use crate::core::path::graph::reached_chains;
@@ -81,6 +81,60 @@ pub struct ChainRules {
     /// Node rules that should not be there (`diff` view).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unexpected: Vec<String>,
+    /// For a per-service chain that differs: the aligned rules, each marked `-` (expected, absent),
+    /// `+` (present, not expected) or ` ` (both), in chain order (`diff` view).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<DiffLine>,
+}
+
+/// One line of a per-chain diff.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffLine {
+    /// `-`, `+` or ` `.
+    pub op: char,
+    /// The rule as `iptables-save` prints it.
+    pub rule: String,
+}
+
+/// Aligns two rule lists on their longest common subsequence (compared in comparison form).
+fn align(want: &Rules, got: &Rules) -> Vec<DiffLine> {
+    let (n, m) = (want.len(), got.len());
+    // lcs[i][j]: the LCS length of want[i..] and got[j..].
+    let mut lcs = vec![vec![0u32; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if want[i].0 == got[j].0 {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    let mut lines = Vec::with_capacity(n.max(m));
+    while i < n || j < m {
+        if i < n && j < m && want[i].0 == got[j].0 {
+            lines.push(DiffLine {
+                op: ' ',
+                rule: got[j].1.clone(),
+            });
+            i += 1;
+            j += 1;
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            lines.push(DiffLine {
+                op: '-',
+                rule: want[i].1.clone(),
+            });
+            i += 1;
+        } else {
+            lines.push(DiffLine {
+                op: '+',
+                rule: got[j].1.clone(),
+            });
+            j += 1;
+        }
+    }
+    lines
 }
 
 type ChainKey = (Table, String);
@@ -88,12 +142,16 @@ type ChainKey = (Table, String);
 /// A chain's rules, in order: (comparison form, printed form).
 type Rules = Vec<(Rule, String)>;
 
-fn printed(rule: &Rule, family: IpFamily) -> (Rule, String) {
-    let endpoint = jumps_to_endpoint(rule);
-    (
-        comparable(rule, endpoint),
-        rule_args(rule, Form::Save, family),
-    )
+/// A rule in comparison form (normalized; per-endpoint comments, which kube-proxy leaves out in
+/// large-cluster mode, removed) and as printed. Probabilities stay: the diff shows the ladder as is.
+fn printed(rule: &Rule, family: IpFamily, endpoint_chain: bool) -> (Rule, String) {
+    let mut compared = rule.normalized();
+    if endpoint_chain || jumps_to_endpoint(rule) {
+        compared
+            .matches
+            .retain(|m| !matches!(m, crate::core::rules::Match::Comment { .. }));
+    }
+    (compared, rule_args(rule, Form::Save, family))
 }
 
 /// Builds the document for `service` on every node in `nodes`.
@@ -124,7 +182,7 @@ pub fn build(
                     note(&key);
                     want.entry(key)
                         .or_default()
-                        .push(printed(&entry.rule, family));
+                        .push(printed(&entry.rule, family, false));
                 }
                 for chain in &port.chains {
                     let key = (Table::Nat, chain.name.clone());
@@ -132,10 +190,7 @@ pub fn build(
                     let sep = ChainKind::of(&chain.name) == Some(ChainKind::Sep);
                     want.entry(key)
                         .or_default()
-                        .extend(chain.rules.iter().map(|r| {
-                            let (cmp, text) = printed(r, family);
-                            (if sep { comparable(r, true) } else { cmp }, text)
-                        }));
+                        .extend(chain.rules.iter().map(|r| printed(r, family, sep)));
                 }
             }
             let mut got: BTreeMap<ChainKey, Rules> = BTreeMap::new();
@@ -146,7 +201,7 @@ pub fn build(
                     note(&key);
                     got.entry(key)
                         .or_default()
-                        .push(printed(&entry.rule.rule, family));
+                        .push(printed(&entry.rule.rule, family, false));
                 }
                 for chain in reached_chains(&actual, entries, &[]) {
                     let key = (Table::Nat, chain.name.clone());
@@ -154,10 +209,7 @@ pub fn build(
                     let sep = ChainKind::of(&chain.name) == Some(ChainKind::Sep);
                     got.entry(key)
                         .or_default()
-                        .extend(chain.rules.iter().map(|r| {
-                            let (cmp, text) = printed(&r.rule, family);
-                            (if sep { comparable(&r.rule, true) } else { cmp }, text)
-                        }));
+                        .extend(chain.rules.iter().map(|r| printed(&r.rule, family, sep)));
                 }
             }
             let chains: Vec<ChainRules> = order
@@ -199,6 +251,7 @@ fn chain_view(
         status: None,
         missing: Vec::new(),
         unexpected: Vec::new(),
+        lines: Vec::new(),
     };
     let texts = |rules: &Rules| rules.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>();
     match view {
@@ -219,11 +272,18 @@ fn chain_view(
             let ordered = ChainKind::of(name).is_some();
             let mut missing = Vec::new();
             let mut unexpected = Vec::new();
+            let mut lines = Vec::new();
             if ordered {
                 let same = w.len() == g.len() && w.iter().zip(g).all(|(a, b)| a.0 == b.0);
                 if !same {
-                    missing = w.iter().map(|(_, t)| t.clone()).collect();
-                    unexpected = g.iter().map(|(_, t)| t.clone()).collect();
+                    lines = align(w, g);
+                    for line in &lines {
+                        match line.op {
+                            '-' => missing.push(line.rule.clone()),
+                            '+' => unexpected.push(line.rule.clone()),
+                            _ => {}
+                        }
+                    }
                 }
             } else {
                 let mut left: Vec<&(Rule, String)> = g.iter().collect();
@@ -247,6 +307,7 @@ fn chain_view(
                 status: Some(status),
                 missing,
                 unexpected,
+                lines,
                 ..base
             })
         }
@@ -301,19 +362,24 @@ pub fn render_text(doc: &ChainsDocument, color: bool) -> String {
                 View::Diff => {
                     let status = chain.status.unwrap_or("same");
                     let _ = writeln!(out, "{} {}: {status}", chain.table, chain.name);
-                    for rule in &chain.missing {
-                        let _ = writeln!(
-                            out,
-                            "{}",
-                            paint(format!("- -A {} {rule}", chain.name), true)
-                        );
+                    if chain.lines.is_empty() {
+                        for rule in &chain.missing {
+                            let text = format!("- -A {} {rule}", chain.name);
+                            let _ = writeln!(out, "{}", paint(text, true));
+                        }
+                        for rule in &chain.unexpected {
+                            let text = format!("+ -A {} {rule}", chain.name);
+                            let _ = writeln!(out, "{}", paint(text, false));
+                        }
                     }
-                    for rule in &chain.unexpected {
-                        let _ = writeln!(
-                            out,
-                            "{}",
-                            paint(format!("+ -A {} {rule}", chain.name), false)
-                        );
+                    for line in &chain.lines {
+                        let text = format!("{} -A {} {}", line.op, chain.name, line.rule);
+                        let text = match line.op {
+                            '-' => paint(text, true),
+                            '+' => paint(text, false),
+                            _ => text,
+                        };
+                        let _ = writeln!(out, "{text}");
                     }
                 }
             }
@@ -323,7 +389,7 @@ pub fn render_text(doc: &ChainsDocument, color: bool) -> String {
     if doc.view == View::Diff {
         let _ = writeln!(
             out,
-            "# '-' lines: expected, absent from the node; '+' lines: on the node, not expected"
+            "# '-' lines: expected, absent from the node; '+' lines: on the node, not expected; other lines: both (per-endpoint comments are not compared)"
         );
     }
     out
