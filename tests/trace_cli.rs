@@ -248,6 +248,7 @@ fn every_finding_kind_is_produced_by_some_bundle() {
     let mut seen: std::collections::BTreeSet<String> = Default::default();
     let basic = fixture("basic");
     let run = |dir: &Path, service: &str| -> Vec<String> {
+        eprintln!("case {service} in {}", dir.display());
         let (code, doc) = trace_json(&[
             service,
             "--snapshot",
@@ -257,12 +258,23 @@ fn every_finding_kind_is_produced_by_some_bundle() {
         ]);
         let found = kinds(&doc);
         assert_eq!(code, if found.is_empty() { 0 } else { 1 }, "{doc:#}");
+        eprintln!("  -> {found:?}");
         found
     };
     let keep = |text: &str| text.to_string();
     let same = |_: &mut Value| {};
+    let expect = |found: Vec<String>, kinds: &[&str]| -> Vec<String> {
+        assert_eq!(
+            found,
+            kinds.iter().map(|k| k.to_string()).collect::<Vec<_>>()
+        );
+        found
+    };
     // no-endpoints: a Service without a slice.
-    seen.extend(run(&basic, "default/no-endpoints"));
+    seen.extend(expect(
+        run(&basic, "default/no-endpoints"),
+        &["no-endpoints"],
+    ));
     // stale-endpoint and missing-endpoint: the cluster lost one endpoint and gained another.
     let dir = damaged_bundle(&basic, "testnode.iptables-save", keep, |c| {
         for item in c["items"].as_array_mut().expect("items") {
@@ -272,12 +284,10 @@ fn every_finding_kind_is_produced_by_some_bundle() {
             }
         }
     });
-    let found = run(dir.path(), "default/web");
-    assert!(
-        found.contains(&"stale-endpoint".into()) && found.contains(&"missing-endpoint".into()),
-        "{found:?}"
-    );
-    seen.extend(found);
+    seen.extend(expect(
+        run(dir.path(), "default/web"),
+        &["missing-endpoint", "stale-endpoint"],
+    ));
     // stale-service: the Service is gone, its rules are not.
     let dir = damaged_bundle(&basic, "testnode.iptables-save", keep, |c| {
         c["items"]
@@ -294,7 +304,10 @@ fn every_finding_kind_is_produced_by_some_bundle() {
         |t| without_lines(t, |l| l.contains("default/web-nodeport")),
         same,
     );
-    seen.extend(run(dir.path(), "default/web-nodeport"));
+    seen.extend(expect(
+        run(dir.path(), "default/web-nodeport"),
+        &["missing-service-rules"],
+    ));
     // stale-reject: a REJECT left behind for web.
     let dir = damaged_bundle(
         &basic,
@@ -308,7 +321,7 @@ fn every_finding_kind_is_produced_by_some_bundle() {
         },
         same,
     );
-    seen.extend(run(dir.path(), "default/web"));
+    seen.extend(expect(run(dir.path(), "default/web"), &["stale-reject"]));
     // wrong-probability: an uneven ladder.
     let dir = damaged_bundle(
         &basic,
@@ -322,7 +335,10 @@ fn every_finding_kind_is_produced_by_some_bundle() {
         },
         same,
     );
-    seen.extend(run(dir.path(), "default/web"));
+    seen.extend(expect(
+        run(dir.path(), "default/web"),
+        &["wrong-probability"],
+    ));
     // rule-mismatch: session affinity lost.
     let dir = damaged_bundle(
         &basic,
@@ -330,7 +346,10 @@ fn every_finding_kind_is_produced_by_some_bundle() {
         |t| without_lines(t, |l| l.contains("--rcheck")),
         same,
     );
-    seen.extend(run(dir.path(), "default/sticky"));
+    seen.extend(expect(
+        run(dir.path(), "default/sticky"),
+        &["rule-mismatch"],
+    ));
     // missing-jump and rules-flushed.
     let dir = damaged_bundle(
         &basic,
@@ -342,7 +361,10 @@ fn every_finding_kind_is_produced_by_some_bundle() {
         },
         same,
     );
-    seen.extend(run(dir.path(), "default/web"));
+    seen.extend(expect(
+        run(dir.path(), "default/web"),
+        &["rules-flushed", "missing-jump"],
+    ));
     // backend-mismatch: the same chains in iptables-legacy.
     let dir = damaged_bundle(&basic, "testnode.iptables-save", keep, same);
     let legacy = fs::read_to_string(basic.join("nodes/testnode.iptables-save")).expect("dump");
@@ -351,7 +373,10 @@ fn every_finding_kind_is_produced_by_some_bundle() {
         legacy.replace("(nf_tables)", "(legacy)"),
     )
     .expect("write");
-    seen.extend(run(dir.path(), "default/web"));
+    seen.extend(expect(
+        run(dir.path(), "default/web"),
+        &["backend-mismatch"],
+    ));
     // no-local-endpoints: web-local's local endpoint moved to the other node.
     let dir = damaged_bundle(&basic, "testnode.iptables-save", keep, |c| {
         for item in c["items"].as_array_mut().expect("items") {
@@ -362,7 +387,13 @@ fn every_finding_kind_is_produced_by_some_bundle() {
             }
         }
     });
-    seen.extend(run(dir.path(), "default/web-local"));
+    let found = run(dir.path(), "default/web-local");
+    assert_eq!(found[0], "no-local-endpoints", "{found:?}");
+    assert!(
+        found[1..].iter().all(|k| k == "rule-mismatch"),
+        "the node still routes to its old local endpoint: {found:?}"
+    );
+    seen.extend(found);
     // selector-mismatch: a pod with the selector's labels that no slice lists.
     let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed");
     let dir = damaged_bundle(&seed, "node10.iptables-save", keep, |c| {
