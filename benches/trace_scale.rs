@@ -102,6 +102,34 @@ fn run_once(binary: &Path, args: &[String], out_dir: &Path) -> Run {
     }
 }
 
+/// Writes the bundle from a child process (this executable with `--write-bundle`). The benchmark
+/// process itself must stay small: a child started with `vfork`/`posix_spawn` shares its memory until
+/// `exec`, and Linux folds that memory's high-water mark into the child's `ru_maxrss`.
+fn write_bundle_in_child(dir: &Path, services: usize) {
+    let exe = std::env::current_exe().expect("this benchmark's path");
+    let status = Command::new(exe)
+        .arg("--write-bundle")
+        .arg(dir)
+        .arg(services.to_string())
+        .status()
+        .expect("run the bundle writer");
+    assert!(
+        status.success(),
+        "writing the {services}-Service bundle failed"
+    );
+}
+
+/// This process's peak RSS in KiB (`VmHWM`).
+fn own_peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
@@ -186,13 +214,22 @@ fn main() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(if quick { 5 } else { 15 });
 
+    if args.first().map(String::as_str) == Some("--write-bundle") {
+        let (Some(dir), Some(services)) = (args.get(1), args.get(2).and_then(|n| n.parse().ok()))
+        else {
+            panic!("usage: trace_scale --write-bundle DIR SERVICES");
+        };
+        synthetic::write_bundle(Path::new(dir), services, ENDPOINTS).expect("write the bundle");
+        return;
+    }
+
     let binary = binary();
     println!("trace benchmark: {} ({runs} runs each)", binary.display());
     let work = tempfile::tempdir().expect("temporary directory");
     for &services in &sizes {
         let dir = work.path().join(format!("bundle-{services}"));
         let started = Instant::now();
-        synthetic::write_bundle(&dir, services, ENDPOINTS).expect("write the bundle");
+        write_bundle_in_child(&dir, services);
         let size = |file: &str| std::fs::metadata(dir.join(file)).map_or(0, |m| m.len());
         println!(
             "{services} Services x {ENDPOINTS}: bundle written in {} (cluster.json {:.1} MiB, \
@@ -242,5 +279,9 @@ fn main() {
             }
         }
     }
+    println!(
+        "this benchmark's own peak RSS: {:.1} MiB (a floor under every child's figure)",
+        own_peak_rss_kib() as f64 / 1024.0
+    );
     println!("target (DESIGN §7): ≤ 200 ms whole process at 10k Services");
 }
