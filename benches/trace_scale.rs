@@ -198,7 +198,10 @@ fn strings(words: &[&str]) -> Vec<String> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let quick = args.iter().any(|a| a == "--quick");
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it, as a quick
+    // check that the benchmark still works: one small size, few runs.
+    let benchmarking = args.iter().any(|a| a == "--bench");
+    let quick = args.iter().any(|a| a == "--quick") || !benchmarking;
     let value = |flag: &str| {
         args.iter()
             .position(|a| a == flag)
@@ -206,13 +209,19 @@ fn main() {
             .cloned()
     };
     let sizes: Vec<usize> = value("--services")
-        .unwrap_or_else(|| "1000,10000".into())
+        .unwrap_or_else(|| if benchmarking { "1000,10000" } else { "200" }.into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     let runs: usize = value("--runs")
         .and_then(|r| r.parse().ok())
-        .unwrap_or(if quick { 5 } else { 15 });
+        .unwrap_or(if !benchmarking {
+            1
+        } else if quick {
+            5
+        } else {
+            15
+        });
 
     if args.first().map(String::as_str) == Some("--write-bundle") {
         let (Some(dir), Some(services)) = (args.get(1), args.get(2).and_then(|n| n.parse().ok()))
