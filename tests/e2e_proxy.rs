@@ -132,6 +132,19 @@ fn cluster_ip_node_port_scaling_and_udp_conntrack() {
         deleted.is_some_and(|n| n >= 1.0),
         "the stale flow's deletion is counted: {deleted:?}"
     );
+    let programmed = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "kubeproxy_network_programming_duration_seconds_count{ip_family=\"IPv4\"}",
+            )
+        })
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(
+        programmed.is_some_and(|n| n >= 1.0),
+        "each EndpointSlice change with a trigger time is observed once programmed: {programmed:?}"
+    );
     for name in [
         "kubeproxy_sync_proxy_rules_duration_seconds_bucket",
         "kubeproxy_sync_partial_proxy_rules_duration_seconds_count",

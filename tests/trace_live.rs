@@ -174,7 +174,12 @@ fn a_forbidden_service_list_names_the_permission_and_an_unknown_service_is_an_er
 fn a_bad_kubeconfig_is_named_with_a_way_out() {
     let output = Command::cargo_bin("kubectl-svcproxy")
         .expect("the binary")
-        .args(["trace", "my-service", "--kubeconfig", "/nonexistent/kubeconfig"])
+        .args([
+            "trace",
+            "my-service",
+            "--kubeconfig",
+            "/nonexistent/kubeconfig",
+        ])
         .env("NO_COLOR", "1")
         .env_remove("KUBECONFIG")
         .output()
@@ -182,5 +187,8 @@ fn a_bad_kubeconfig_is_named_with_a_way_out() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("/nonexistent/kubeconfig"), "{stderr}");
-    assert!(stderr.contains("--snapshot"), "offline reading is offered: {stderr}");
+    assert!(
+        stderr.contains("--snapshot"),
+        "offline reading is offered: {stderr}"
+    );
 }

@@ -57,6 +57,9 @@ pub trait SyncObserver: Send + Sync {
     }
     /// A family's sync failed; the next one will be full.
     fn failed(&self, _family: IpFamily, _error: &SyncError, _now: SystemTime) {}
+    /// A family's sync put EndpointSlice changes into the kernel, each `latencies` after the change
+    /// was triggered (its `endpoints.kubernetes.io/last-change-trigger-time`).
+    fn programmed(&self, _family: IpFamily, _latencies: &[Duration]) {}
 }
 
 /// An observer that only logs.
@@ -78,7 +81,8 @@ pub async fn run(
     observer: Arc<dyn SyncObserver>,
     cancel: CancellationToken,
 ) {
-    let mut tracker = ChangeTracker::new();
+    let mut tracker = ChangeTracker::started_at(SystemTime::now());
+    let mut triggers: BTreeMap<IpFamily, Vec<SystemTime>> = BTreeMap::new();
     let mut needs_full: BTreeMap<IpFamily, bool> =
         syncers.iter().map(|s| (s.family(), true)).collect();
     let mut due: Option<Instant> = None;
@@ -116,7 +120,7 @@ pub async fn run(
             _ = wake => {
                 due = None;
                 last_sync = Some(Instant::now());
-                let failed = sync_all(&mut tracker, &mut syncers, &mut needs_full, &context, observer.as_ref());
+                let failed = sync_all(&mut tracker, &mut syncers, &mut needs_full, &mut triggers, &context, observer.as_ref());
                 if failed {
                     schedule(&mut due, last_sync, Instant::now() + timing.sync_period);
                 }
@@ -154,10 +158,18 @@ fn sync_all(
     tracker: &mut ChangeTracker,
     syncers: &mut [FamilySyncer],
     needs_full: &mut BTreeMap<IpFamily, bool>,
+    triggers: &mut BTreeMap<IpFamily, Vec<SystemTime>>,
     context: &ContextBuilder,
     observer: &dyn SyncObserver,
 ) -> bool {
     let (changed, node_changed) = tracker.take_changes();
+    let fresh_triggers = tracker.take_trigger_times();
+    for syncer in syncers.iter() {
+        triggers
+            .entry(syncer.family())
+            .or_default()
+            .extend(fresh_triggers.iter().copied());
+    }
     let ctx = match context(tracker.node()) {
         Ok(ctx) => ctx,
         Err(e) => {
@@ -186,6 +198,16 @@ fn sync_all(
                 );
                 needs_full.insert(family, false);
                 observer.synced(family, &outcome, tracker.state(), now);
+                // Each change's trigger time to now: how long the change took to reach the kernel.
+                let latencies: Vec<Duration> = triggers
+                    .remove(&family)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|at| now.duration_since(at).unwrap_or_default())
+                    .collect();
+                if !latencies.is_empty() {
+                    observer.programmed(family, &latencies);
+                }
             }
             Err(error) => {
                 tracing::error!(%family, error = %error, "sync failed; the next sync is a full one");

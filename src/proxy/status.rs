@@ -154,6 +154,12 @@ impl SyncObserver for ProxyStatus {
         self.health.set_node(node);
     }
 
+    fn programmed(&self, family: IpFamily, latencies: &[std::time::Duration]) {
+        for latency in latencies {
+            self.metrics.observe_network_programming(family, *latency);
+        }
+    }
+
     fn synced(
         &self,
         family: IpFamily,

@@ -4,6 +4,7 @@
 //! sync, and whether the node itself changed in a way that needs a full sync.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::SystemTime;
 
 use super::events::{ClusterEvent, WatchEvent};
 use crate::core::model::{ClusterState, EndpointSlice, NamespacedName, Node, Service};
@@ -37,12 +38,45 @@ pub struct ChangeTracker {
     endpoint_changes: u64,
     /// `(service_changes, endpoint_changes)` when the changes were last taken for a sync.
     taken_at: (u64, u64),
+    /// Trigger times older than this are not reported (kube-proxy's rule: the initial lists would
+    /// otherwise report how old every slice is, not how long programming took).
+    started: Option<SystemTime>,
+    /// The `endpoints.kubernetes.io/last-change-trigger-time` of each slice change not yet taken.
+    trigger_times: Vec<SystemTime>,
+}
+
+/// Parses an RFC 3339 trigger-time annotation; an unparsable value is ignored, as kube-proxy does.
+fn trigger_time(slice: &EndpointSlice) -> Option<SystemTime> {
+    let text = slice.last_change_trigger_time.as_deref()?;
+    text.parse::<jiff::Timestamp>().ok().map(SystemTime::from)
 }
 
 impl ChangeTracker {
     /// An empty tracker.
     pub fn new() -> ChangeTracker {
         ChangeTracker::default()
+    }
+
+    /// An empty tracker that keeps only trigger times from `started` on (the proxy's start).
+    pub fn started_at(started: SystemTime) -> ChangeTracker {
+        ChangeTracker {
+            started: Some(started),
+            ..ChangeTracker::default()
+        }
+    }
+
+    /// The trigger times of the EndpointSlice changes since the last call (for
+    /// `network_programming_duration_seconds`); resets them.
+    pub fn take_trigger_times(&mut self) -> Vec<SystemTime> {
+        std::mem::take(&mut self.trigger_times)
+    }
+
+    fn note_trigger(&mut self, slice: &EndpointSlice) {
+        if let Some(at) = trigger_time(slice)
+            && self.started.is_none_or(|started| at >= started)
+        {
+            self.trigger_times.push(at);
+        }
     }
 
     /// The current cluster state.
@@ -154,6 +188,7 @@ impl ChangeTracker {
                     }
                     self.endpoint_changes += 1;
                     self.dirty.insert(slice.service());
+                    self.note_trigger(&slice);
                     self.state.insert_slice(slice);
                 }
             }
@@ -174,6 +209,7 @@ impl ChangeTracker {
                 for (id, slice) in &fresh {
                     if self.state.endpoint_slices.get(id) != Some(slice) {
                         self.dirty.insert(slice.service());
+                        self.note_trigger(slice);
                     }
                 }
                 self.endpoint_changes += 1;
@@ -380,5 +416,39 @@ mod tests {
         let (services, node) = t.take_changes();
         t.restore_changes(services, node);
         assert_eq!(t.pending(), 1);
+    }
+
+    #[test]
+    fn trigger_times_after_the_start_are_kept_for_the_latency_metric() {
+        let start = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let mut t = ChangeTracker::started_at(start);
+        let with_trigger = |name: &str, at: &str| {
+            let mut s = slice(name, "b");
+            s.last_change_trigger_time = Some(at.into());
+            s
+        };
+        // Before the start (2023-11-14T22:13:19Z), after it, and unparsable.
+        t.apply(ClusterEvent::EndpointSlices(WatchEvent::Relisted(vec![
+            with_trigger("b-1", "2023-11-14T22:13:19Z"),
+            with_trigger("b-2", "2023-11-14T22:13:25Z"),
+            with_trigger("b-3", "yesterday"),
+        ])));
+        assert_eq!(
+            t.take_trigger_times(),
+            vec![start + std::time::Duration::from_secs(5)]
+        );
+        assert!(t.take_trigger_times().is_empty(), "taking resets them");
+        // An unchanged slice applied again is no change and no new trigger.
+        t.apply(ClusterEvent::EndpointSlices(WatchEvent::Applied(
+            with_trigger("b-2", "2023-11-14T22:13:25Z"),
+        )));
+        assert!(t.take_trigger_times().is_empty());
+        t.apply(ClusterEvent::EndpointSlices(WatchEvent::Applied(
+            with_trigger("b-2", "2023-11-14T22:13:30.5Z"),
+        )));
+        assert_eq!(
+            t.take_trigger_times(),
+            vec![start + std::time::Duration::from_millis(10_500)]
+        );
     }
 }

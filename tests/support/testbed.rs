@@ -385,6 +385,10 @@ impl Testbed {
             "metadata": {
                 "name": format!("{service}-abc"), "namespace": "default",
                 "labels": {"kubernetes.io/service-name": service},
+                // As the EndpointSlice controller writes it: when the change was triggered.
+                "annotations": {
+                    "endpoints.kubernetes.io/last-change-trigger-time": jiff::Timestamp::now().to_string(),
+                },
             },
             "addressType": "IPv4",
             "ports": ports,
