@@ -61,6 +61,7 @@ pub enum Stage {
 
 /// One evaluated rule, or one event of the walk.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Step {
     /// Nat pass or filter pass.
     #[serde(flatten)]
@@ -188,6 +189,7 @@ impl Verdict {
 
 /// One endpoint the packet may be DNATed to.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Candidate {
     /// `ip:port` as in `--to-destination` (`[ip]:port` for IPv6).
     pub destination: String,

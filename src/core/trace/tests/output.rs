@@ -45,7 +45,7 @@ fn traces_serialize_to_json() {
         json!("10.180.0.1:80")
     );
     assert_eq!(
-        value["verdict"]["candidates"][0]["endpoint_chain"],
+        value["verdict"]["candidates"][0]["endpointChain"],
         json!("KUBE-SEP-1A")
     );
     assert_eq!(value["verdict"]["candidates"][0]["share"], json!(1.0));
