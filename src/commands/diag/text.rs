@@ -225,14 +225,10 @@ fn port_tree(out: &mut String, port: &PortPath, wide: bool, paint: Paint) {
         let _ = writeln!(out, "  ├─ {}", paint.yellow("no entry rule on this node"));
     }
     for entry in &port.entries {
-        let mut dest = entry.destination.clone().unwrap_or_default();
-        if let Some(dport) = &entry.destination_port {
-            if dest.is_empty() {
-                dest = format!("port {dport}");
-            } else {
-                dest = format!("{dest} port {dport}");
-            }
-        }
+        let dest = destination(
+            entry.destination.as_deref(),
+            entry.destination_port.as_deref(),
+        );
         let target = match entry.target.as_str() {
             "REJECT" | "DROP" => paint.red(&entry.target),
             t if wide => t.to_string(),
@@ -435,5 +431,52 @@ fn summary(out: &mut String, doc: &TraceDocument, paint: Paint) {
                 "differ"
             },
         );
+    }
+}
+
+/// `10.0.0.1:80`, `[fd00::1]:80`, `10.0.0.0/8 port 80`, `port 30080` or `10.0.0.1`: a rule's destination
+/// as a reader writes it (host prefixes dropped).
+fn destination(address: Option<&str>, port: Option<&str>) -> String {
+    let host = address.map(|a| {
+        a.strip_suffix("/32")
+            .or_else(|| a.strip_suffix("/128"))
+            .map_or_else(|| (a.to_string(), false), |h| (h.to_string(), true))
+    });
+    match (host, port) {
+        (Some((h, true)), Some(p)) if !p.starts_with('!') && !h.starts_with('!') => {
+            if h.contains(':') {
+                format!("[{h}]:{p}")
+            } else {
+                format!("{h}:{p}")
+            }
+        }
+        (Some((h, _)), Some(p)) => format!("{h} port {p}"),
+        (Some((h, _)), None) => h,
+        (None, Some(p)) => format!("port {p}"),
+        (None, None) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::destination;
+
+    #[test]
+    fn destinations_read_like_addresses() {
+        assert_eq!(
+            destination(Some("10.43.7.11/32"), Some("80")),
+            "10.43.7.11:80"
+        );
+        assert_eq!(destination(Some("fd00::1/128"), Some("80")), "[fd00::1]:80");
+        assert_eq!(
+            destination(Some("10.0.0.0/8"), Some("80")),
+            "10.0.0.0/8 port 80"
+        );
+        assert_eq!(destination(None, Some("30080")), "port 30080");
+        assert_eq!(
+            destination(Some("! 10.0.0.1/32"), Some("80")),
+            "! 10.0.0.1 port 80"
+        );
+        assert_eq!(destination(None, None), "");
     }
 }
