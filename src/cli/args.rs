@@ -274,6 +274,61 @@ pub struct ProxyArgs {
     /// The bit of the packet mark that flags traffic for masquerading
     #[arg(long, value_name = "BIT", default_value_t = 14, value_parser = clap::value_parser!(u8).range(0..=31))]
     pub iptables_masquerade_bit: u8,
+    /// Which flags with a default were typed on the command line (set by
+    /// [`Cli::parse_args`](crate::cli::Cli::parse_args)); `--audit` overrides only those.
+    #[arg(skip)]
+    pub explicit: ExplicitFlags,
+}
+
+/// Which `proxy` flags that have a default value were given explicitly. A flag left at its default
+/// must not override what `--audit` reads from the kube-proxy ConfigMap or the node's rules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExplicitFlags {
+    /// `--masquerade-all` was given.
+    pub masquerade_all: bool,
+    /// `--iptables-masquerade-bit` was given.
+    pub iptables_masquerade_bit: bool,
+    /// `--iptables-localhost-nodeports` was given.
+    pub iptables_localhost_nodeports: bool,
+}
+
+impl ExplicitFlags {
+    /// Reads the flags' sources from the `proxy` subcommand's matches.
+    pub fn from_matches(matches: &clap::ArgMatches) -> ExplicitFlags {
+        let given =
+            |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        ExplicitFlags {
+            masquerade_all: given("masquerade_all"),
+            iptables_masquerade_bit: given("iptables_masquerade_bit"),
+            iptables_localhost_nodeports: given("iptables_localhost_nodeports"),
+        }
+    }
+}
+
+impl ProxyArgs {
+    /// The settings `--audit` plans the node's expected rules with, over the kube-proxy ConfigMap and
+    /// the node's own rules: only flags given on the command line. List flags count when non-empty,
+    /// optional flags when set, and flags with a default value only when typed ([`ExplicitFlags`]).
+    pub fn audit_overrides(&self) -> SettingsOverrides {
+        let s = &self.settings;
+        SettingsOverrides {
+            cluster_cidrs: (!s.cluster_cidr.is_empty()).then(|| s.cluster_cidr.clone()),
+            detect_local_mode: s.detect_local_mode,
+            pod_bridge_interface: s.pod_bridge_interface.clone(),
+            pod_interface_name_prefix: s.pod_interface_name_prefix.clone(),
+            masquerade_all: self.explicit.masquerade_all.then_some(s.masquerade_all),
+            masquerade_bit: self
+                .explicit
+                .iptables_masquerade_bit
+                .then_some(self.iptables_masquerade_bit),
+            localhost_nodeports: self
+                .explicit
+                .iptables_localhost_nodeports
+                .then_some(self.iptables_localhost_nodeports),
+            nodeport_addresses: (!s.nodeport_addresses.is_empty())
+                .then(|| s.nodeport_addresses.clone()),
+        }
+    }
 }
 
 /// `--iptables-backend`.
@@ -425,6 +480,47 @@ mod tests {
             Ok(parsed) => parsed.expected.overrides(),
             Err(err) => panic!("{err}"),
         }
+    }
+
+    fn proxy(args: &[&str]) -> ProxyArgs {
+        let mut argv = vec!["kubectl-svcproxy", "proxy"];
+        argv.extend_from_slice(args);
+        match Cli::parse_args(argv) {
+            Ok((
+                Cli {
+                    command: Command::Proxy(args),
+                    ..
+                },
+                _,
+            )) => args,
+            Ok(_) => panic!("not proxy"),
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    #[test]
+    fn audit_overrides_only_flags_typed_on_the_command_line() {
+        assert_eq!(
+            proxy(&["--audit"]).audit_overrides(),
+            SettingsOverrides::default()
+        );
+        let args = proxy(&[
+            "--audit",
+            "--masquerade-all=false",
+            "--iptables-masquerade-bit=14",
+            "--cluster-cidr=10.244.0.0/16",
+        ]);
+        let overrides = args.audit_overrides();
+        assert_eq!(overrides.masquerade_all, Some(false));
+        assert_eq!(overrides.masquerade_bit, Some(14));
+        assert_eq!(overrides.localhost_nodeports, None);
+        assert_eq!(overrides.nodeport_addresses, None);
+        assert_eq!(
+            overrides.cluster_cidrs,
+            Some(vec!["10.244.0.0/16".parse().unwrap()])
+        );
+        let args = proxy(&["--audit", "--iptables-localhost-nodeports=false"]);
+        assert_eq!(args.audit_overrides().localhost_nodeports, Some(false));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 pub use args::{
-    BundleArgs, ChainsArgs, DetectLocalMode, ExpectedSettingsArgs, IptablesBackend,
+    BundleArgs, ChainsArgs, DetectLocalMode, ExpectedSettingsArgs, ExplicitFlags, IptablesBackend,
     NodePortAddress, ProxyArgs, ProxySettingsArgs, RenderArgs, SourceArgs, TraceArgs, TuiArgs,
 };
 pub use duration::parse_duration;
@@ -147,7 +147,12 @@ impl Cli {
         let bin_name = display_name(args.first().map(OsString::as_os_str));
         let color = clap_color_hint(&args);
         let matches = Cli::command_named(&bin_name, color).try_get_matches_from(&args)?;
-        let cli = Cli::from_arg_matches(&matches)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        if let (Command::Proxy(proxy), Some(("proxy", sub))) =
+            (&mut cli.command, matches.subcommand())
+        {
+            proxy.explicit = ExplicitFlags::from_matches(sub);
+        }
         Ok((cli, bin_name))
     }
 }

@@ -13,8 +13,11 @@ use crate::cli::{IptablesBackend, ProxyArgs};
 use crate::core::model::{Node, NodeContext};
 use crate::core::parse::parse_dump;
 use crate::core::rules::IpFamily;
-use crate::iptables::{Backend, Iptables, backend, nfacct};
+use crate::iptables::{Backend, Iptables, RulesReader, backend, nfacct};
+use crate::kube::audit::{KubeEventSink, kube_proxy_config};
 use crate::kube::{KubeOptions, client, watch_cluster};
+use crate::proxy::audit::status::AuditStatus;
+use crate::proxy::audit::{self, AuditTiming, EventPolicy, Expectations, FamilyReaders};
 use crate::proxy::cleanup::cleanup_payload;
 use crate::proxy::conntrack::Conntrack;
 use crate::proxy::health::{ProxyHealth, SystemClock};
@@ -42,10 +45,13 @@ pub fn run(ctx: &Context, args: &ProxyArgs) -> anyhow::Result<Outcome> {
         return init_only(args).map(|()| Outcome::Clean);
     }
     if args.audit {
-        bail!(
-            "`{}` is not available in this version yet: the drift engine it needs is not built",
-            ctx.command_line("proxy --audit")
-        );
+        // A path of its own: it never builds the syncers, conntrack, nfacct or sysctl writers.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        runtime.block_on(audit(ctx, args, node_name, backend))?;
+        return Ok(Outcome::Clean);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -247,6 +253,121 @@ async fn serve(
     signals.abort();
     service_health.shutdown().await;
     health_task.abort();
+    if let Ok(Err(e)) = watcher.await {
+        return Err(anyhow::Error::new(e).context("watching the cluster failed"));
+    }
+    health_server.wait().await.ok();
+    metrics_server.wait().await.ok();
+    Ok(())
+}
+
+/// The rules `--audit` reads: IPv4 always, IPv6 when `ip6tables-save` works; each with the other
+/// backend's `iptables-save` when that works too (to spot kube-proxy chains in both backends).
+fn audit_readers(backend: Backend) -> Vec<FamilyReaders> {
+    let other = match backend {
+        Backend::Nft => Some(Backend::Legacy),
+        Backend::Legacy => Some(Backend::Nft),
+        Backend::Default => None,
+    };
+    [IpFamily::V4, IpFamily::V6]
+        .into_iter()
+        .filter_map(|family| {
+            let rules = RulesReader::new(family, backend);
+            if family == IpFamily::V6
+                && let Err(e) = rules.works()
+            {
+                tracing::warn!(error = %e, "IPv6 rules are not audited: ip6tables-save does not work here");
+                return None;
+            }
+            let other_backend = other
+                .map(|b| RulesReader::new(family, b))
+                .filter(|r| r.works().is_ok());
+            Some(FamilyReaders {
+                rules,
+                other_backend,
+            })
+        })
+        .collect()
+}
+
+/// `--audit`: watches the cluster and compares the node's rules with the expected ones, reporting
+/// drift as metrics, `/debug/drift` and Events. Only `iptables-save` runs; nothing is written.
+async fn audit(
+    ctx: &Context,
+    args: &ProxyArgs,
+    node_name: String,
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let client = client(&KubeOptions::from(&ctx.global))
+        .await
+        .context("cannot build the Kubernetes client")?;
+    let cancel = CancellationToken::new();
+    let readers = audit_readers(backend);
+    let health = Arc::new(ProxyHealth::for_sync_period(args.iptables_sync_period));
+    let metrics = Arc::new(ProxyMetrics::new().with_audit_metrics());
+    let status = Arc::new(AuditStatus::new(
+        node_name.clone(),
+        health.clone(),
+        metrics.clone(),
+        readers.iter().map(|r| r.rules.clone()).collect(),
+    ));
+    let state = HttpState {
+        health,
+        metrics,
+        clock: Arc::new(SystemClock),
+        debug: status.clone(),
+    };
+    let health_server =
+        serve_health(args.healthz_bind_address, state.clone(), cancel.clone()).await?;
+    let metrics_server = serve_metrics(args.metrics_bind_address, state, cancel.clone()).await?;
+    tracing::info!(healthz = %health_server.local_addr(), metrics = %metrics_server.local_addr(), "auditing; no rule is written");
+
+    let config = match kube_proxy_config(&client).await {
+        Ok(Some(data)) => {
+            tracing::info!("expected settings: using the kube-system/kube-proxy ConfigMap");
+            Some(data)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::info!(error = %e, "the kube-system/kube-proxy ConfigMap is not read; the expected settings come from flags and the node's rules");
+            None
+        }
+    };
+
+    let (tx, rx) = mpsc::channel(1024);
+    let watch_cancel = cancel.clone();
+    let watch_node = node_name.clone();
+    let watch_client = client.clone();
+    let watcher =
+        tokio::spawn(
+            async move { watch_cluster(watch_client, &watch_node, tx, watch_cancel).await },
+        );
+    let sink = Arc::new(KubeEventSink::new(client, &node_name));
+    let timing = AuditTiming {
+        min_period: args.iptables_min_sync_period,
+        period: args.iptables_sync_period,
+    };
+    let expect = Expectations {
+        node_name,
+        overrides: args.audit_overrides(),
+        host_addresses: host::local_addresses(),
+    };
+    let signals = tokio::spawn(stop_on_signal(cancel.clone()));
+    audit::run(
+        timing,
+        EventPolicy::default(),
+        expect,
+        rx,
+        readers,
+        config,
+        status,
+        sink,
+        cancel.clone(),
+    )
+    .await;
+
+    cancel.cancel();
+    signals.abort();
     if let Ok(Err(e)) = watcher.await {
         return Err(anyhow::Error::new(e).context("watching the cluster failed"));
     }

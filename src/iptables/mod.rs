@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod nfacct;
+pub mod reader;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -17,6 +18,8 @@ use crate::core::plan::JumpRule;
 use crate::core::rules::format::rule_argv;
 use crate::core::rules::names::KUBE_PROXY_CANARY;
 use crate::core::rules::{IpFamily, Table};
+
+pub use reader::RulesReader;
 
 /// How long to wait for the xtables lock, in seconds (`-w`), and how often to poll it, in
 /// microseconds (`-W`): kube-proxy's values.

@@ -5,6 +5,7 @@
 //! `--cluster`, `--user`); [`watch_cluster`] watches Services, EndpointSlices and this node's Node and
 //! sends [`ClusterEvent`](crate::proxy::events::ClusterEvent)s.
 
+pub mod audit;
 mod client;
 pub mod diag;
 mod error;

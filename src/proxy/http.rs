@@ -7,7 +7,8 @@
 //! - The metrics server (`--metrics-bind-address`, default [`DEFAULT_METRICS_BIND_ADDRESS`]) serves
 //!   `/metrics` (Prometheus text format 0.0.4), `/healthz` (a plain `ok`, like kube-proxy's
 //!   component ping check, also `/healthz/ping` and `/healthz?verbose`), `/proxyMode` (`iptables`),
-//!   and the debug views `/debug/iptables` and `/debug/state` ([`debug`]).
+//!   and the debug views `/debug/iptables`, `/debug/state` ([`debug`]) and, with `--audit`,
+//!   `/debug/drift` (the current drift findings).
 //!
 //! Any method is accepted on every path, as Go's `ServeMux` does. Both servers stop when their
 //! [`CancellationToken`] is cancelled.
@@ -139,7 +140,7 @@ pub fn health_router(state: HttpState) -> Router {
 }
 
 /// The metrics server's routes: `/metrics`, `/healthz`, `/healthz/ping`, `/proxyMode`,
-/// `/debug/iptables`, `/debug/state`.
+/// `/debug/iptables`, `/debug/state`, `/debug/drift`.
 pub fn metrics_router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", any(metrics))
@@ -148,6 +149,7 @@ pub fn metrics_router(state: HttpState) -> Router {
         .route("/proxyMode", any(proxy_mode))
         .route("/debug/iptables", any(debug_iptables))
         .route("/debug/state", any(debug_state))
+        .route("/debug/drift", any(debug_drift))
         .with_state(state)
 }
 
@@ -324,6 +326,17 @@ async fn debug_state(State(s): State<HttpState>) -> Response {
             StatusCode::INTERNAL_SERVER_ERROR,
             TEXT_PLAIN,
             format!("collecting the proxy state failed: {e}\n"),
+        ),
+    }
+}
+
+async fn debug_drift(State(s): State<HttpState>) -> Response {
+    match s.debug.drift() {
+        Some(doc) => json(&doc),
+        None => with_headers(
+            StatusCode::NOT_FOUND,
+            TEXT_PLAIN,
+            "no drift report: the proxy does not run with --audit\n".to_string(),
         ),
     }
 }

@@ -30,6 +30,8 @@
 //! | `kubeproxy_conntrack_reconciler_sync_duration_seconds` | histogram, 15 buckets ×2 from 1 ms | `ip_family` |
 //! | `kubeproxy_conntrack_reconciler_deleted_entries_total` | counter | `ip_family` |
 //! | `svcproxy_drift_findings` | gauge | `kind`, `severity` |
+//! | `svcproxy_drift_last_check_timestamp_seconds` | gauge | |
+//! | `svcproxy_drift_check_failures_total` | counter | |
 //!
 //! The two nfacct counters are read from the kernel by the proxy; like kube-proxy, they are absent
 //! from the output until a value has been recorded.
@@ -222,6 +224,8 @@ pub struct ProxyMetrics {
     conntrack_duration: HistogramFamily<FamilyLabels>,
     conntrack_deleted: Family<FamilyLabels, Counter>,
     drift_findings: Family<DriftLabels, Gauge>,
+    drift_last_check: TimestampGauge,
+    drift_check_failures: Counter,
 }
 
 impl Default for ProxyMetrics {
@@ -260,6 +264,8 @@ impl ProxyMetrics {
             conntrack_duration: Family::new_with_constructor(sync_histogram as fn() -> Histogram),
             conntrack_deleted: Family::default(),
             drift_findings: Family::default(),
+            drift_last_check: TimestampGauge::default(),
+            drift_check_failures: Counter::default(),
         };
         m.register_all()
     }
@@ -367,6 +373,23 @@ impl ProxyMetrics {
             "svcproxy_drift_findings",
             "Findings of the last audit comparing the node's rules with the expected ones",
             self.drift_findings.clone(),
+        );
+        self
+    }
+
+    /// The same metrics plus `--audit`'s own: `svcproxy_drift_last_check_timestamp_seconds` and
+    /// `svcproxy_drift_check_failures_total` (absent from the proxy's output, where no audit runs).
+    pub fn with_audit_metrics(mut self) -> Self {
+        let r = &mut self.registry;
+        r.register(
+            "svcproxy_drift_last_check_timestamp_seconds",
+            "Time of the last successful audit of the node's rules",
+            self.drift_last_check.clone(),
+        );
+        r.register(
+            "svcproxy_drift_check_failures",
+            "Audits of the node's rules that failed (the rules could not be read or planned)",
+            self.drift_check_failures.clone(),
         );
         self
     }
@@ -511,6 +534,16 @@ impl ProxyMetrics {
         self.conntrack_deleted
             .get_or_create(&labels)
             .inc_by(deleted);
+    }
+
+    /// An audit of the node's rules succeeded at `at`.
+    pub fn drift_checked(&self, at: SystemTime) {
+        self.drift_last_check.set(seconds_since_epoch(at));
+    }
+
+    /// An audit of the node's rules failed.
+    pub fn drift_check_failed(&self) {
+        self.drift_check_failures.inc();
     }
 
     /// Replaces the drift gauge with the last audit's counts, as `(kind, severity, count)`.

@@ -1,6 +1,7 @@
 //! The node service proxy daemon: watches the cluster, keeps the node's iptables rules equal to the
 //! plan, and reports health, metrics and debug views over HTTP.
 
+pub mod audit;
 pub mod cleanup;
 pub mod conntrack;
 pub mod events;

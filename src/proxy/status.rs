@@ -105,7 +105,7 @@ pub fn health_check_ports(state: &ClusterState, node: &str) -> HealthCheckPorts 
 }
 
 /// The proxy's view of Services and endpoints for `/debug/state`.
-fn state_document(state: &ClusterState) -> serde_json::Value {
+pub(crate) fn state_document(state: &ClusterState) -> serde_json::Value {
     serde_json::json!({
         "apiVersion": "svcproxy/v1",
         "kind": "ProxyState",

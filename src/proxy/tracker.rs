@@ -84,6 +84,12 @@ impl ChangeTracker {
         &self.state
     }
 
+    /// Sets the `kube-system/kube-proxy` ConfigMap's data (the node's kube-proxy settings), which the
+    /// watches do not deliver; `--audit` reads it once and plans with it.
+    pub fn set_kube_proxy_config(&mut self, data: Option<BTreeMap<String, String>>) {
+        self.state.kube_proxy_config = data;
+    }
+
     /// Which kinds are listed.
     pub fn synced(&self) -> Synced {
         self.synced

@@ -89,6 +89,10 @@ pub trait DebugSource: Send + Sync + 'static {
     fn fresh_save(&self, family: IpFamily) -> Result<String, String>;
     /// The proxy's view of Services and endpoints, as JSON.
     fn state(&self) -> serde_json::Value;
+    /// `--audit` only: the current drift findings, as JSON; `None` (404) when no audit runs.
+    fn drift(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// The `/debug/iptables` document.
