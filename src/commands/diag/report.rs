@@ -58,13 +58,13 @@ pub struct ServiceSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub r#type: Option<String>,
     /// Cluster IPs.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "clusterIPs", skip_serializing_if = "Vec::is_empty")]
     pub cluster_ips: Vec<IpAddr>,
     /// External IPs.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "externalIPs", skip_serializing_if = "Vec::is_empty")]
     pub external_ips: Vec<IpAddr>,
     /// Load-balancer ingress IPs.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "loadBalancerIPs", skip_serializing_if = "Vec::is_empty")]
     pub load_balancer_ips: Vec<IpAddr>,
     /// Ports as `name port/PROTO → target (nodePort)`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
