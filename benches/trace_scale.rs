@@ -14,7 +14,11 @@
 //! converting `cluster.json` plus a full plan and render for the node, the part of the work any offline
 //! trace has to do before looking at one Service.
 //!
-//! Options: `--services 1000,10000` (the sizes), `--runs N` (default 15; `--quick`: 5).
+//! Options: `--services 1000,10000` (the sizes), `--runs N` (default 15; `--quick`: 5), `--keep DIR`
+//! (write the bundles to `DIR/bundle-N` and keep them; a bundle already there is reused).
+//!
+//! Peak RSS is each run's own: `wait4` on that child, with the bundles written by a child process so
+//! that this process stays small (see [`write_bundle_in_child`]).
 //! `SVCPROXY_TRACE_BIN` names the binary to run instead of the release build next to this benchmark.
 
 use std::fs::File;
@@ -102,34 +106,6 @@ fn run_once(binary: &Path, args: &[String], out_dir: &Path) -> Run {
     }
 }
 
-/// Writes the bundle from a child process (this executable with `--write-bundle`). The benchmark
-/// process itself must stay small: a child started with `vfork`/`posix_spawn` shares its memory until
-/// `exec`, and Linux folds that memory's high-water mark into the child's `ru_maxrss`.
-fn write_bundle_in_child(dir: &Path, services: usize) {
-    let exe = std::env::current_exe().expect("this benchmark's path");
-    let status = Command::new(exe)
-        .arg("--write-bundle")
-        .arg(dir)
-        .arg(services.to_string())
-        .status()
-        .expect("run the bundle writer");
-    assert!(
-        status.success(),
-        "writing the {services}-Service bundle failed"
-    );
-}
-
-/// This process's peak RSS in KiB (`VmHWM`).
-fn own_peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-            line.split_whitespace().nth(1)?.parse().ok()
-        })
-        .unwrap_or(0)
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
@@ -196,12 +172,42 @@ fn strings(words: &[&str]) -> Vec<String> {
     words.iter().map(|s| s.to_string()).collect()
 }
 
+/// Writes the bundle in a child process (this benchmark again, with `--write-bundle DIR N`). Building a
+/// 10k-Service bundle takes hundreds of MiB, and a process spawned by one with a large resident set
+/// inherits that high-water mark: Linux records the spawning process's peak RSS (its memory is the
+/// child's until `exec`) in the child's `ru_maxrss`. Keeping this process small keeps each measured
+/// run's peak RSS the command's own.
+fn write_bundle_in_child(dir: &Path, services: usize) {
+    let exe = std::env::current_exe().expect("this benchmark's executable");
+    let status = Command::new(exe)
+        .arg("--write-bundle")
+        .arg(dir)
+        .arg(services.to_string())
+        .status()
+        .expect("run the bundle writer");
+    assert!(
+        status.success(),
+        "writing the {services}-Service bundle failed"
+    );
+}
+
+/// This process's own peak RSS in KiB: the floor under every child's reported peak.
+fn own_max_rss_kib() -> i64 {
+    // SAFETY: `rusage` is plain old data, written by the kernel.
+    let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { nix::libc::getrusage(nix::libc::RUSAGE_SELF, &mut usage) };
+    usage.ru_maxrss
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it, as a quick
-    // check that the benchmark still works: one small size, few runs.
-    let benchmarking = args.iter().any(|a| a == "--bench");
-    let quick = args.iter().any(|a| a == "--quick") || !benchmarking;
+    if let Some(i) = args.iter().position(|a| a == "--write-bundle") {
+        let dir = PathBuf::from(&args[i + 1]);
+        let services: usize = args[i + 2].parse().expect("a number of Services");
+        synthetic::write_bundle(&dir, services, ENDPOINTS).expect("write the bundle");
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
     let value = |flag: &str| {
         args.iter()
             .position(|a| a == flag)
@@ -209,36 +215,28 @@ fn main() {
             .cloned()
     };
     let sizes: Vec<usize> = value("--services")
-        .unwrap_or_else(|| if benchmarking { "1000,10000" } else { "200" }.into())
+        .unwrap_or_else(|| "1000,10000".into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     let runs: usize = value("--runs")
         .and_then(|r| r.parse().ok())
-        .unwrap_or(if !benchmarking {
-            1
-        } else if quick {
-            5
-        } else {
-            15
-        });
+        .unwrap_or(if quick { 5 } else { 15 });
 
-    if args.first().map(String::as_str) == Some("--write-bundle") {
-        let (Some(dir), Some(services)) = (args.get(1), args.get(2).and_then(|n| n.parse().ok()))
-        else {
-            panic!("usage: trace_scale --write-bundle DIR SERVICES");
-        };
-        synthetic::write_bundle(Path::new(dir), services, ENDPOINTS).expect("write the bundle");
-        return;
-    }
+    let keep = value("--keep").map(PathBuf::from);
 
     let binary = binary();
     println!("trace benchmark: {} ({runs} runs each)", binary.display());
     let work = tempfile::tempdir().expect("temporary directory");
     for &services in &sizes {
-        let dir = work.path().join(format!("bundle-{services}"));
+        let dir = keep
+            .as_deref()
+            .unwrap_or(work.path())
+            .join(format!("bundle-{services}"));
         let started = Instant::now();
-        write_bundle_in_child(&dir, services);
+        if !dir.join("cluster.json").is_file() {
+            write_bundle_in_child(&dir, services);
+        }
         let size = |file: &str| std::fs::metadata(dir.join(file)).map_or(0, |m| m.len());
         println!(
             "{services} Services x {ENDPOINTS}: bundle written in {} (cluster.json {:.1} MiB, \
@@ -289,8 +287,8 @@ fn main() {
         }
     }
     println!(
-        "this benchmark's own peak RSS: {:.1} MiB (a floor under every child's figure)",
-        own_peak_rss_kib() as f64 / 1024.0
+        "peak RSS is each run's own (wait4 on that child); the floor, this benchmark's own peak: {:.1} MiB",
+        own_max_rss_kib() as f64 / 1024.0
     );
     println!("target (DESIGN §7): ≤ 200 ms whole process at 10k Services");
 }
