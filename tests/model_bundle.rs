@@ -10,7 +10,8 @@ use k8s_openapi::api::discovery::v1 as discovery;
 use pretty_assertions::assert_eq;
 use serde_json::Value;
 use svcproxy::core::model::bundle::{
-    REGENERATE_HINT, load_cluster_json, load_cluster_json_with_summary,
+    LoadScope, REGENERATE_HINT, load_cluster_json, load_cluster_json_scoped,
+    load_cluster_json_with_summary,
 };
 use svcproxy::core::model::settings::load_node_context;
 use svcproxy::core::model::{
@@ -632,5 +633,174 @@ fn conversion_warnings_reach_the_summary() {
         vec![
             "items[0]: Service default/web: spec.externalIPs[0] \"bogus\" is not an IP address; skipped, as kube-proxy does"
         ]
+    );
+}
+
+fn scope(namespace: Option<&str>, name: &str) -> LoadScope {
+    LoadScope {
+        namespace: namespace.map(str::to_string),
+        name: name.to_string(),
+        pods: Vec::new(),
+    }
+}
+
+/// What `load_cluster_json_scoped` must give: the full state, less what `scope` does not need.
+fn restricted(full: &ClusterState, scope: &LoadScope) -> ClusterState {
+    let wanted = |namespace: &str, name: &str| {
+        name == scope.name && scope.namespace.as_deref().is_none_or(|n| n == namespace)
+    };
+    let services: BTreeMap<NamespacedName, Service> = full
+        .services
+        .iter()
+        .filter(|(id, _)| wanted(&id.namespace, &id.name))
+        .map(|(id, s)| (id.clone(), s.clone()))
+        .collect();
+    let namespaces: Vec<&str> = match &scope.namespace {
+        Some(namespace) => vec![namespace.as_str()],
+        None => services.keys().map(|id| id.namespace.as_str()).collect(),
+    };
+    ClusterState {
+        endpoint_slices: full
+            .endpoint_slices
+            .iter()
+            .filter(|(id, s)| wanted(&id.namespace, &s.service_name))
+            .map(|(id, s)| (id.clone(), s.clone()))
+            .collect(),
+        nodes: full.nodes.clone(),
+        pods: full
+            .pods
+            .iter()
+            .filter(|(id, _)| {
+                namespaces.contains(&id.namespace.as_str()) || scope.pods.contains(id)
+            })
+            .map(|(id, p)| (id.clone(), p.clone()))
+            .collect(),
+        kube_proxy_config: full.kube_proxy_config.clone(),
+        services,
+    }
+}
+
+fn scoped(text: &str, scope: &LoadScope) -> ClusterState {
+    load_cluster_json_scoped(text, "cluster.json", scope).unwrap()
+}
+
+#[test]
+fn scoped_loading_keeps_what_one_service_needs() {
+    for text in [
+        fixture("basic", "cluster.json"),
+        fixture("extended", "cluster.json"),
+        read("examples/seed/cluster.json"),
+    ] {
+        let full = load_cluster_json(&text, "cluster.json").unwrap();
+        assert!(!full.services.is_empty());
+        for id in full.services.keys() {
+            for scope in [
+                scope(Some(&id.namespace), &id.name),
+                scope(None, &id.name),
+                scope(Some("elsewhere"), &id.name),
+            ] {
+                assert_eq!(
+                    scoped(&text, &scope),
+                    restricted(&full, &scope),
+                    "{scope:?}"
+                );
+            }
+        }
+        // A pod named from another namespace comes along.
+        if let Some(pod) = full.pods.keys().next() {
+            let mut wanted = scope(Some("elsewhere"), "nothing");
+            wanted.pods.push(pod.clone());
+            let state = scoped(&text, &wanted);
+            assert_eq!(state.pods.keys().collect::<Vec<_>>(), vec![pod]);
+            assert_eq!(state, restricted(&full, &wanted));
+        }
+    }
+}
+
+#[test]
+fn scoped_loading_of_a_synthetic_cluster() {
+    let text = svcproxy::synthetic::cluster_json(200, 3);
+    let full = load_cluster_json(&text, "cluster.json").unwrap();
+    for scope in [scope(Some("ns-7"), "svc-7"), scope(None, "svc-57")] {
+        let state = scoped(&text, &scope);
+        assert_eq!(state.services.len(), 1);
+        assert_eq!(state.endpoint_slices.len(), 1);
+        assert_eq!(state, restricted(&full, &scope));
+    }
+}
+
+#[test]
+fn scoped_loading_reports_errors_as_the_full_load_does() {
+    let web = scope(Some("default"), "web");
+    let scoped_error = |text: &str| {
+        load_cluster_json_scoped(text, "cluster.json", &web)
+            .unwrap_err()
+            .to_string()
+    };
+    let other = WEB.replace("\"default\"", "\"other\"");
+    let broken_elsewhere = other.replace("\"port\": 80}", "\"port\": 80,}");
+    let bad_port = WEB.replace("\"port\": 80", "\"port\": 70000");
+    let string_port = WEB.replace("\"port\": 80", "\"port\": \"80\"");
+    let no_label = r#"        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "web-abcde", "namespace": "default"}, "addressType": "IPv4", "endpoints": []}"#;
+    let no_kind =
+        r#"        {"apiVersion": "v1", "metadata": {"name": "x", "namespace": "default"}}"#;
+    let escaped_kind = WEB
+        .replace("\"Service\"", "\"Serv\\u0069ce\"")
+        .replace("\"port\": 80", "\"port\": 0");
+    for text in [
+        // Invalid JSON anywhere, also inside an entry that is not needed.
+        "{\n    \"apiVersion\": \"v1\"\n    \"kind\": \"List\"\n}\n".to_string(),
+        String::new(),
+        "Error from server (Forbidden): services is forbidden\n".to_string(),
+        list(&[WEB, &broken_elsewhere]),
+        list(&[&broken_elsewhere, WEB]),
+        format!("{}x", list(&[WEB])),
+        // Wrong shapes.
+        "[]".to_string(),
+        r#"{"kind": "List", "items": {}}"#.to_string(),
+        r#"{"apiVersion": "v1"}"#.to_string(),
+        // Entries that are needed and do not convert.
+        list(&[&other, &bad_port]),
+        list(&[WEB, &string_port]),
+        list(&[WEB, no_label]),
+        list(&[WEB, no_kind]),
+        list(&[WEB, "        \"web\""]),
+        list(&[&escaped_kind]),
+    ] {
+        assert_eq!(scoped_error(&text), load_error(&text), "{text}");
+    }
+    assert_eq!(
+        scoped_error(&list(&[WEB, &broken_elsewhere])),
+        format!("cluster.json line 15 column 88: trailing comma; {REGENERATE_HINT}")
+    );
+    // A single object and a typed list are read as a whole.
+    assert_eq!(
+        scoped(WEB, &web),
+        load_cluster_json(WEB, "cluster.json").unwrap()
+    );
+    let bad_single = WEB.replace("\"port\": 80", "\"port\": 0");
+    assert_eq!(scoped_error(&bad_single), load_error(&bad_single));
+}
+
+#[test]
+fn scoped_loading_skips_entries_it_does_not_need() {
+    // A Service of another namespace that does not convert is not needed, so not an error.
+    let other = WEB
+        .replace("\"default\"", "\"other\"")
+        .replace("\"port\": 80", "\"port\": 70000");
+    let text = list(&[&other, WEB]);
+    assert!(load_cluster_json(&text, "cluster.json").is_err());
+    let state = scoped(&text, &scope(Some("default"), "web"));
+    assert_eq!(
+        state.services.keys().collect::<Vec<_>>(),
+        vec![&nn("default", "web")]
+    );
+    // Duplicates: the later entry wins, as in the full load.
+    let changed = WEB.replace("10.96.10.10", "10.96.10.11");
+    let state = scoped(&list(&[WEB, &changed]), &scope(None, "web"));
+    assert_eq!(
+        svc(&state, "default", "web").cluster_ips,
+        vec![ip("10.96.10.11")]
     );
 }

@@ -3,13 +3,14 @@
 
 use anyhow::Context as _;
 
-use super::diag::gather;
 use super::diag::report::{self, Request};
 use super::diag::settings::ExpectedSettings;
 use super::diag::simulate::PacketSource;
 use super::diag::text::{self, Paint};
+use super::diag::{ClusterNeeds, gather_with};
 use super::{Context, Outcome};
 use crate::cli::{OutputFormat, TraceArgs};
+use crate::core::model::NamespacedName;
 use crate::output;
 
 /// Runs `trace`: exit 0 when the path is clean, 1 with findings.
@@ -19,7 +20,21 @@ pub fn run(ctx: &Context, args: &TraceArgs) -> anyhow::Result<Outcome> {
         .as_deref()
         .map(|text| text.parse::<PacketSource>().map_err(anyhow::Error::msg))
         .transpose()?;
-    let gathered = gather(ctx, &args.service, &args.source)?;
+    // Only this Service's part of a snapshot's cluster state, plus the pod `--from` names.
+    let pods = match &from {
+        Some(PacketSource::Pod(name)) => name
+            .split_once('/')
+            .map(|(namespace, name)| NamespacedName::new(namespace, name))
+            .into_iter()
+            .collect(),
+        _ => Vec::new(),
+    };
+    let gathered = gather_with(
+        ctx,
+        &args.service,
+        &args.source,
+        ClusterNeeds::Service { pods },
+    )?;
     let settings = ExpectedSettings {
         overrides: args.expected_settings.overrides(),
     };

@@ -9,7 +9,7 @@ use std::process::Command;
 use anyhow::{Context as _, bail};
 
 use crate::cli::{GlobalArgs, SourceArgs};
-use crate::core::model::bundle::load_cluster_json;
+use crate::core::model::bundle::{LoadScope, load_cluster_json, load_cluster_json_scoped};
 use crate::core::model::{ClusterState, NamespacedName};
 use crate::core::parse::parse_dump;
 use crate::core::rules::{Dump, IpFamily};
@@ -79,6 +79,12 @@ pub struct Bundle {
 
 /// Reads a snapshot bundle: `cluster.json` and the names of the dumps in `nodes/`.
 pub fn read_bundle(dir: &Path) -> anyhow::Result<Bundle> {
+    read_bundle_scoped(dir, None)
+}
+
+/// Reads a snapshot bundle, with only the objects of `cluster.json` that `scope` needs when given
+/// (see [`load_cluster_json_scoped`]).
+pub fn read_bundle_scoped(dir: &Path, scope: Option<&LoadScope>) -> anyhow::Result<Bundle> {
     if !dir.is_dir() {
         let problem = if dir.exists() {
             "not a directory"
@@ -98,8 +104,12 @@ pub fn read_bundle(dir: &Path) -> anyhow::Result<Bundle> {
             path.display()
         )
     })?;
-    let cluster = load_cluster_json(&text, &path.display().to_string())
-        .with_context(|| format!("cannot load the snapshot bundle {}", dir.display()))?;
+    let source = path.display().to_string();
+    let cluster = match scope {
+        Some(scope) => load_cluster_json_scoped(&text, &source, scope),
+        None => load_cluster_json(&text, &source),
+    }
+    .with_context(|| format!("cannot load the snapshot bundle {}", dir.display()))?;
     let mut nodes: BTreeMap<String, BundleNode> = BTreeMap::new();
     let nodes_dir = dir.join(NODES_DIR);
     if nodes_dir.is_dir() {
@@ -234,6 +244,24 @@ pub fn service_id(
     }
     let namespace = global.namespace.as_deref().unwrap_or(default_namespace);
     Ok(NamespacedName::new(namespace, arg))
+}
+
+/// What of the cluster a diagnostic of the Service `arg` (as [`service_id`] reads it) needs, plus the
+/// pods `pods`.
+pub fn load_scope(arg: &str, global: &GlobalArgs, pods: Vec<NamespacedName>) -> LoadScope {
+    let (namespace, name) = match arg.split_once('/') {
+        Some((namespace, name)) => (Some(namespace.to_string()), name),
+        None if global.all_namespaces => (None, arg),
+        None => (
+            Some(global.namespace.as_deref().unwrap_or("default").to_string()),
+            arg,
+        ),
+    };
+    LoadScope {
+        namespace,
+        name: name.to_string(),
+        pods,
+    }
 }
 
 /// The nodes to check when none is named: those hosting an endpoint of `service`, in name order.

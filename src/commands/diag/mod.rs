@@ -15,8 +15,8 @@ use crate::core::model::{ClusterState, NamespacedName};
 
 use super::Context;
 use inputs::{
-    NodeRules, bundle_node_rules, endpoint_nodes, local_node_name, local_rules, read_bundle,
-    read_dump, service_id,
+    NodeRules, bundle_node_rules, endpoint_nodes, load_scope, local_node_name, local_rules,
+    read_bundle_scoped, read_dump, service_id,
 };
 
 /// Everything a diagnostics command reads before it can build its report.
@@ -32,10 +32,33 @@ pub struct Gathered {
     pub notes: Vec<String>,
 }
 
+/// How much of a snapshot bundle's cluster state a command needs.
+#[derive(Debug, Clone)]
+pub enum ClusterNeeds {
+    /// Every object.
+    Everything,
+    /// What the Service, its EndpointSlices, the Nodes, the Pods of its namespace, these Pods and the
+    /// kube-proxy ConfigMap say (see [`crate::core::model::bundle::load_cluster_json_scoped`]).
+    Service {
+        /// Pods needed from other namespaces.
+        pods: Vec<NamespacedName>,
+    },
+}
+
 /// Reads the cluster state and the node rules the flags name, for the Service `service_arg`.
 pub fn gather(ctx: &Context, service_arg: &str, source: &SourceArgs) -> anyhow::Result<Gathered> {
+    gather_with(ctx, service_arg, source, ClusterNeeds::Everything)
+}
+
+/// [`gather`], reading from a snapshot bundle only the cluster state `needs` names.
+pub fn gather_with(
+    ctx: &Context,
+    service_arg: &str,
+    source: &SourceArgs,
+    needs: ClusterNeeds,
+) -> anyhow::Result<Gathered> {
     match &source.snapshot {
-        Some(dir) => gather_snapshot(ctx, dir, service_arg, source),
+        Some(dir) => gather_snapshot(ctx, dir, service_arg, source, needs),
         None => live::gather(ctx, service_arg, source),
     }
 }
@@ -45,8 +68,13 @@ fn gather_snapshot(
     dir: &std::path::Path,
     service_arg: &str,
     source: &SourceArgs,
+    needs: ClusterNeeds,
 ) -> anyhow::Result<Gathered> {
-    let bundle = read_bundle(dir)?;
+    let scope = match needs {
+        ClusterNeeds::Everything => None,
+        ClusterNeeds::Service { pods } => Some(load_scope(service_arg, &ctx.global, pods)),
+    };
+    let bundle = read_bundle_scoped(dir, scope.as_ref())?;
     let service = service_id(service_arg, &ctx.global, "default", &bundle.cluster)?;
     let mut notes = Vec::new();
     let nodes = if let Some(rules) = explicit_rules(source, &bundle.cluster)? {

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::convert::{self, Converted};
 use super::json::{item_spans, json_error, line_column, message_without_position, position_in};
-use super::{ClusterState, ModelError};
+use super::{ClusterState, ModelError, NamespacedName, skim};
 
 /// The advice attached to errors about `cluster.json`.
 pub const REGENERATE_HINT: &str =
@@ -127,6 +127,128 @@ pub fn load_cluster_json_with_summary(
         }
     }
     Ok(loader.loaded)
+}
+
+/// Which objects of a `cluster.json` a diagnostic of one Service reads: see
+/// [`load_cluster_json_scoped`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadScope {
+    /// The Service's namespace; `None` for a Service of this name in any namespace (`-A`).
+    pub namespace: Option<String>,
+    /// The Service's name.
+    pub name: String,
+    /// Pods needed besides those of the Service's namespace (`trace --from pod/NAMESPACE/NAME`).
+    pub pods: Vec<NamespacedName>,
+}
+
+/// Reads from `cluster.json` text (named `source` in errors) only what a diagnostic of the Service
+/// `scope` names needs: the Services of that name (in its namespace, or in any with
+/// `scope.namespace == None`), their EndpointSlices, every Node, the Pods of the Services' namespaces
+/// and `scope.pods`, and the `kube-system/kube-proxy` ConfigMap. The result is what
+/// [`load_cluster_json`] gives for those objects; the other maps hold nothing else.
+///
+/// The whole text is checked for JSON syntax first (a fast pass that builds no values), so invalid
+/// JSON is the same [`ModelError::Json`], with line and column, as from [`load_cluster_json`]. The
+/// entries converted are checked as there ([`ModelError::Item`] with the index and position); the
+/// entries skipped are not converted, so a schema or conversion problem in, say, a Service of another
+/// namespace is not an error here. An entry whose `kind`, name, namespace or service-name label is not
+/// a plain string (escaped, or not a string) is converted, as is any entry that is not an object, so
+/// its error, if any, is the one [`load_cluster_json`] reports. A document that is not a list with an
+/// `items` array is read whole by [`load_cluster_json`].
+pub fn load_cluster_json_scoped<'a>(
+    text: &'a str,
+    source: &str,
+    scope: &LoadScope,
+) -> Result<ClusterState, ModelError> {
+    let Some(list) = skim::skim_list(text) else {
+        return load_cluster_json(text, source);
+    };
+    let item_kind = list
+        .kind
+        .unwrap_or("List")
+        .strip_suffix("List")
+        .filter(|k| !k.is_empty());
+    fn plain(text: Option<&str>) -> Option<&str> {
+        text.filter(|t| !t.is_empty())
+    }
+    let kind_of = |head: &skim::Head<'a>| head.kind.or(item_kind);
+    // The namespaces whose Pods are needed: the Service's, or with `-A` those of every Service of the
+    // name (all of them when a Service entry cannot be read plainly).
+    let mut all_pods = false;
+    let mut pod_namespaces: Vec<&str> = Vec::new();
+    match &scope.namespace {
+        Some(namespace) => pod_namespaces.push(namespace),
+        None => {
+            for item in &list.items {
+                match &item.head {
+                    Some(head) if kind_of(head) == Some("Service") => {
+                        match (plain(head.namespace), plain(head.name)) {
+                            (Some(namespace), Some(name)) if name == scope.name => {
+                                pod_namespaces.push(namespace)
+                            }
+                            (Some(_), Some(_)) => {}
+                            _ => all_pods = true,
+                        }
+                    }
+                    Some(head) if kind_of(head).is_some() => {}
+                    _ => all_pods = true,
+                }
+            }
+        }
+    }
+    let in_scope = |namespace: &str| scope.namespace.as_deref().is_none_or(|n| n == namespace);
+    let needed = |head: &skim::Head<'a>| -> bool {
+        let (namespace, name) = (plain(head.namespace), plain(head.name));
+        match kind_of(head) {
+            // Converted so that the loader reports the missing kind.
+            None => true,
+            Some("Service") => match (namespace, name) {
+                (Some(namespace), Some(name)) => name == scope.name && in_scope(namespace),
+                _ => true,
+            },
+            Some("EndpointSlice") => match (namespace, plain(head.service_name)) {
+                (Some(namespace), Some(service)) => service == scope.name && in_scope(namespace),
+                _ => true,
+            },
+            Some("Node") => true,
+            Some("Pod") => match (namespace, name) {
+                (Some(namespace), Some(name)) => {
+                    all_pods
+                        || pod_namespaces.contains(&namespace)
+                        || scope
+                            .pods
+                            .iter()
+                            .any(|p| p.namespace == namespace && p.name == name)
+                }
+                _ => true,
+            },
+            Some("ConfigMap") => match (namespace, name) {
+                (Some(namespace), Some(name)) => {
+                    namespace == KUBE_PROXY_CONFIG_NAMESPACE && name == KUBE_PROXY_CONFIG_NAME
+                }
+                _ => true,
+            },
+            // Ignored by the loader too.
+            Some(_) => false,
+        }
+    };
+    let mut loader = Loader {
+        text,
+        source,
+        spans: None,
+        loaded: LoadedCluster::default(),
+    };
+    for (index, item) in list.items.iter().enumerate() {
+        if item.head.as_ref().is_some_and(|head| !needed(head)) {
+            continue;
+        }
+        let Ok(value) = serde_json::from_str::<Value>(&text[item.span.clone()]) else {
+            // Valid JSON that serde_json still refuses (a number out of range, …): its own error.
+            return load_cluster_json(text, source);
+        };
+        loader.item(Some(index), &value, item_kind)?;
+    }
+    Ok(loader.loaded.state)
 }
 
 struct Loader<'a> {

@@ -15,6 +15,7 @@ mod json;
 pub mod kube_proxy_config;
 pub mod resolve;
 pub mod settings;
+mod skim;
 pub mod sloppy;
 
 use std::collections::BTreeMap;
