@@ -33,7 +33,10 @@ pub fn run(ctx: &Context, args: &TraceArgs) -> anyhow::Result<Outcome> {
         ctx,
         &args.service,
         &args.source,
-        ClusterNeeds::Service { pods },
+        ClusterNeeds::Service {
+            pods,
+            whole_dumps: from.is_some(),
+        },
     )?;
     let settings = ExpectedSettings {
         overrides: args.expected_settings.overrides(),

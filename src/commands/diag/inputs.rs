@@ -11,7 +11,8 @@ use anyhow::{Context as _, bail};
 use crate::cli::{GlobalArgs, SourceArgs};
 use crate::core::model::bundle::{LoadScope, load_cluster_json, load_cluster_json_scoped};
 use crate::core::model::{ClusterState, NamespacedName};
-use crate::core::parse::parse_dump;
+use crate::core::parse::{parse_dump, parse_dump_scoped};
+use crate::core::path::actual::comment_service_port;
 use crate::core::rules::{Dump, IpFamily};
 
 /// The file of a snapshot bundle that holds the cluster state.
@@ -35,24 +36,59 @@ pub struct NodeRules {
 
 /// Reads and parses one dump file; errors name the file and the line, and say how to make a good one.
 pub fn read_dump(path: &Path) -> anyhow::Result<Dump> {
-    let text = fs::read_to_string(path)
-        .with_context(|| format!("cannot read the rules dump {}", path.display()))?;
-    parse_dump_text(&text, &path.display().to_string())
+    read_dump_for(path, None)
 }
 
-/// Parses `text` (named `source` in errors).
-pub fn parse_dump_text(text: &str, source: &str) -> anyhow::Result<Dump> {
+/// Reads one dump file, whole, or with `service` only as much as a diagnostic of that Service needs
+/// (see [`parse_dump_for`]).
+pub fn read_dump_for(path: &Path, service: Option<&NamespacedName>) -> anyhow::Result<Dump> {
+    let text = fs::read_to_string(path)
+        .with_context(|| format!("cannot read the rules dump {}", path.display()))?;
+    parse_dump_for(&text, &path.display().to_string(), service)
+}
+
+/// Parses `text` (named `source` in errors) whole, or with `service` scoped to it: every chain but the
+/// per-service ones in full, and of those the ones the Service's entry rules (their comment names one
+/// of its ports) lead to, plus the rules settings inference reads ([`parse_dump_scoped`]).
+pub fn parse_dump_for(
+    text: &str,
+    source: &str,
+    service: Option<&NamespacedName>,
+) -> anyhow::Result<Dump> {
+    let Some(service) = service else {
+        return parse_dump_text(text, source);
+    };
+    let name = service.to_string();
+    let port_prefix = format!("{name}:");
+    check_not_empty(text, source)?;
+    parse_dump_scoped(text, |rule| {
+        rule.comment()
+            .and_then(comment_service_port)
+            .is_some_and(|spn| spn == name || spn.starts_with(&port_prefix))
+    })
+    .map_err(|e| dump_error(source, e))
+}
+
+fn check_not_empty(text: &str, source: &str) -> anyhow::Result<()> {
     if text.trim().is_empty() {
         bail!(
             "{source} is empty: expected the output of `iptables-save` (or `iptables-save -c`) taken on the node"
         );
     }
-    parse_dump(text).map_err(|e| {
-        anyhow::anyhow!(
-            "{source}:{}: cannot read this iptables-save dump: {e}\n  fix: take the dump again with `iptables-save -c > FILE` on the node (a complete, unedited output)",
-            e.line
-        )
-    })
+    Ok(())
+}
+
+fn dump_error(source: &str, e: crate::core::parse::ParseError) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{source}:{}: cannot read this iptables-save dump: {e}\n  fix: take the dump again with `iptables-save -c > FILE` on the node (a complete, unedited output)",
+        e.line
+    )
+}
+
+/// Parses `text` (named `source` in errors).
+pub fn parse_dump_text(text: &str, source: &str) -> anyhow::Result<Dump> {
+    check_not_empty(text, source)?;
+    parse_dump(text).map_err(|e| dump_error(source, e))
 }
 
 /// The dump files of one node in a bundle's `nodes/` directory.
@@ -141,21 +177,30 @@ pub fn read_bundle_scoped(dir: &Path, scope: Option<&LoadScope>) -> anyhow::Resu
     })
 }
 
-/// Reads the dumps of `node` in `bundle`, or `None` when the bundle has none for it.
-pub fn bundle_node_rules(bundle: &Bundle, node: &str) -> anyhow::Result<Option<NodeRules>> {
+/// Reads the dumps of `node` in `bundle`, or `None` when the bundle has none for it; with `service`,
+/// scoped to that Service ([`read_dump_for`]).
+pub fn bundle_node_rules(
+    bundle: &Bundle,
+    node: &str,
+    service: Option<&NamespacedName>,
+) -> anyhow::Result<Option<NodeRules>> {
     let Some(files) = bundle.nodes.get(node) else {
         return Ok(None);
     };
     let mut dumps = Vec::new();
     let mut origin = Vec::new();
     for path in [&files.ipv4, &files.ipv6].into_iter().flatten() {
-        dumps.push(read_dump(path)?);
+        dumps.push(read_dump_for(path, service)?);
         origin.push(path.display().to_string());
     }
     if dumps.is_empty() {
         return Ok(None);
     }
-    let other_backend = files.other_backend.as_deref().map(read_dump).transpose()?;
+    let other_backend = files
+        .other_backend
+        .as_deref()
+        .map(|path| read_dump_for(path, service))
+        .transpose()?;
     Ok(Some(NodeRules {
         node: node.to_string(),
         origin: origin.join(", "),

@@ -16,7 +16,7 @@ use crate::core::model::{ClusterState, NamespacedName};
 use super::Context;
 use inputs::{
     NodeRules, bundle_node_rules, endpoint_nodes, load_scope, local_node_name, local_rules,
-    read_bundle_scoped, read_dump, service_id,
+    read_bundle_scoped, read_dump_for, service_id,
 };
 
 /// Everything a diagnostics command reads before it can build its report.
@@ -42,6 +42,9 @@ pub enum ClusterNeeds {
     Service {
         /// Pods needed from other namespaces.
         pods: Vec<NamespacedName>,
+        /// Parse the node dumps whole (a simulated packet may go anywhere), not scoped to the
+        /// Service ([`inputs::parse_dump_for`]).
+        whole_dumps: bool,
     },
 }
 
@@ -70,17 +73,21 @@ fn gather_snapshot(
     source: &SourceArgs,
     needs: ClusterNeeds,
 ) -> anyhow::Result<Gathered> {
-    let scope = match needs {
-        ClusterNeeds::Everything => None,
-        ClusterNeeds::Service { pods } => Some(load_scope(service_arg, &ctx.global, pods)),
+    let (scope, scoped_dumps) = match needs {
+        ClusterNeeds::Everything => (None, false),
+        ClusterNeeds::Service { pods, whole_dumps } => (
+            Some(load_scope(service_arg, &ctx.global, pods)),
+            !whole_dumps,
+        ),
     };
     let bundle = read_bundle_scoped(dir, scope.as_ref())?;
     let service = service_id(service_arg, &ctx.global, "default", &bundle.cluster)?;
+    let dump_scope = scoped_dumps.then_some(&service);
     let mut notes = Vec::new();
-    let nodes = if let Some(rules) = explicit_rules(source, &bundle.cluster)? {
+    let nodes = if let Some(rules) = explicit_rules(source, &bundle.cluster, dump_scope)? {
         vec![rules]
     } else if let Some(node) = &source.node {
-        match bundle_node_rules(&bundle, node)? {
+        match bundle_node_rules(&bundle, node, dump_scope)? {
             Some(rules) => vec![rules],
             None => bail!(
                 "the snapshot bundle {} has no rules for node {node:?} (no {}/{node}.iptables-save); it has rules for: {}",
@@ -112,7 +119,7 @@ fn gather_snapshot(
         }
         let mut nodes = Vec::new();
         for node in chosen {
-            if let Some(rules) = bundle_node_rules(&bundle, node)? {
+            if let Some(rules) = bundle_node_rules(&bundle, node, dump_scope)? {
                 nodes.push(rules);
             }
         }
@@ -131,6 +138,7 @@ fn gather_snapshot(
 fn explicit_rules(
     source: &SourceArgs,
     cluster: &ClusterState,
+    service: Option<&NamespacedName>,
 ) -> anyhow::Result<Option<NodeRules>> {
     if let Some(path) = &source.rules {
         let node = match &source.node {
@@ -143,7 +151,7 @@ fn explicit_rules(
                 )
             })?,
         };
-        let dump = read_dump(path)?;
+        let dump = read_dump_for(path, service)?;
         return Ok(Some(NodeRules {
             node,
             origin: path.display().to_string(),
@@ -226,7 +234,7 @@ mod live {
         let cluster = fetched.state;
         let mut notes = fetched.warnings;
         let service = service_id(service_arg, &ctx.global, &default_namespace, &cluster)?;
-        if let Some(rules) = explicit_rules(source, &cluster)? {
+        if let Some(rules) = explicit_rules(source, &cluster, None)? {
             return Ok(Gathered {
                 cluster,
                 service,

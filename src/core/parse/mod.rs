@@ -53,7 +53,7 @@ mod value;
 #[cfg(test)]
 mod fixture_tests;
 
-pub use dump::parse_dump;
+pub use dump::{parse_dump, parse_dump_scoped};
 pub use error::{InputKind, ParseError, ParseErrorKind, RuleError};
 pub use payload::{ChainDecl, Op, Payload, PayloadTable, Statement, parse_payload};
 pub use rule::parse_rule;
