@@ -234,14 +234,16 @@ fn main() {
             .unwrap_or(work.path())
             .join(format!("bundle-{services}"));
         let started = Instant::now();
-        if !dir.join("cluster.json").is_file() {
+        let written = if dir.join("cluster.json").is_file() {
+            "reused".to_string()
+        } else {
             write_bundle_in_child(&dir, services);
-        }
+            format!("written in {}", ms(started.elapsed()))
+        };
         let size = |file: &str| std::fs::metadata(dir.join(file)).map_or(0, |m| m.len());
         println!(
-            "{services} Services x {ENDPOINTS}: bundle written in {} (cluster.json {:.1} MiB, \
+            "{services} Services x {ENDPOINTS}: bundle {written} (cluster.json {:.1} MiB, \
              node-0.iptables-save {:.1} MiB)",
-            ms(started.elapsed()),
             size("cluster.json") as f64 / (1024.0 * 1024.0),
             size("nodes/node-0.iptables-save") as f64 / (1024.0 * 1024.0),
         );
