@@ -626,3 +626,112 @@ fn rules_file_with_node_named_by_the_file() {
         .code(1)
         .stdout(predicate::str::contains("stale-endpoint"));
 }
+
+/// `trace` reads only its Service's part of a bundle: a broken object of another namespace and a
+/// garbage rule in another Service's chain do not stop it (`chains` still reads everything); the same
+/// damage in what the Service needs does, naming the line.
+#[test]
+fn trace_reads_only_what_its_service_needs() {
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed");
+    let broken_elsewhere = |cluster: &mut Value| {
+        if let Some(items) = cluster["items"].as_array_mut() {
+            items.push(serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "broken", "namespace": "elsewhere"},
+                "spec": {"clusterIP": "10.96.99.99", "ports": [{"port": 70000}]}
+            }));
+        }
+    };
+    let dir = damaged_bundle(
+        &seed,
+        "node8.iptables-save",
+        |d| d.to_string(),
+        broken_elsewhere,
+    );
+    let snapshot = dir.path().to_str().expect("utf-8 path");
+    let (code, doc) = trace_json(&["my-service", "--snapshot", snapshot]);
+    assert_eq!(code, 1);
+    assert_eq!(kinds(&doc), vec!["stale-endpoint"]);
+    bin()
+        .args(["chains", "my-service", "--snapshot", snapshot])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("items[").and(predicate::str::contains("70000")));
+
+    // A garbage rule: in another Service's endpoint chain it is not read; in this one's it is an
+    // error at its line.
+    let dump = fs::read_to_string(seed.join("nodes/node8.iptables-save")).expect("dump");
+    let own_sep = dump
+        .lines()
+        .find(|l| l.starts_with("-A KUBE-SEP-") && l.contains("default/my-service"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .expect("an endpoint chain of my-service")
+        .to_string();
+    let with_garbage = |chain: &str| {
+        let chain = chain.to_string();
+        move |d: &str| {
+            let declaration = format!(":{chain} - [0:0]\n");
+            let mut out = String::new();
+            for line in d.lines() {
+                out.push_str(line);
+                out.push('\n');
+                if format!("{line}\n") == declaration {
+                    out.push_str(&format!("-A {chain} --no-such-option 1\n"));
+                }
+            }
+            out
+        }
+    };
+    let garbage_line = |text: &str| {
+        text.lines()
+            .position(|l| l.contains("--no-such-option"))
+            .map(|i| i + 1)
+            .expect("the garbage line")
+    };
+    let own = with_garbage(&own_sep)(&dump);
+    let dir = damaged_bundle(&seed, "node8.iptables-save", with_garbage(&own_sep), |_| {});
+    let snapshot = dir.path().to_str().expect("utf-8 path");
+    bin()
+        .args([
+            "trace",
+            "my-service",
+            "--snapshot",
+            snapshot,
+            "--node",
+            "node8",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!(
+            "node8.iptables-save:{}:",
+            garbage_line(&own)
+        )));
+
+    let other = "KUBE-SEP-NOTMYSERVICE0";
+    let dump_with_other = dump.replace(
+        "COMMIT",
+        &format!(":{other} - [0:0]\n-A {other} --no-such-option 1\nCOMMIT"),
+    );
+    let dir = damaged_bundle(
+        &seed,
+        "node8.iptables-save",
+        |_| dump_with_other.clone(),
+        |_| {},
+    );
+    let snapshot = dir.path().to_str().expect("utf-8 path");
+    let (code, doc) = trace_json(&["my-service", "--snapshot", snapshot, "--node", "node8"]);
+    assert_eq!(code, 1, "{doc}");
+    bin()
+        .args([
+            "chains",
+            "my-service",
+            "--snapshot",
+            snapshot,
+            "--node",
+            "node8",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--no-such-option"));
+}
