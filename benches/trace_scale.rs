@@ -207,6 +207,9 @@ fn main() {
         synthetic::write_bundle(&dir, services, ENDPOINTS).expect("write the bundle");
         return;
     }
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it, as a quick
+    // check that the benchmark still works: one small size, one run.
+    let benchmarking = args.iter().any(|a| a == "--bench");
     let quick = args.iter().any(|a| a == "--quick");
     let value = |flag: &str| {
         args.iter()
@@ -215,13 +218,19 @@ fn main() {
             .cloned()
     };
     let sizes: Vec<usize> = value("--services")
-        .unwrap_or_else(|| "1000,10000".into())
+        .unwrap_or_else(|| if benchmarking { "1000,10000" } else { "200" }.into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     let runs: usize = value("--runs")
         .and_then(|r| r.parse().ok())
-        .unwrap_or(if quick { 5 } else { 15 });
+        .unwrap_or(if !benchmarking {
+            1
+        } else if quick {
+            5
+        } else {
+            15
+        });
 
     let keep = value("--keep").map(PathBuf::from);
 
