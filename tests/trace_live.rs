@@ -192,3 +192,20 @@ fn a_bad_kubeconfig_is_named_with_a_way_out() {
         "offline reading is offered: {stderr}"
     );
 }
+
+#[test]
+fn a_forbidden_endpointslice_list_names_the_group_and_the_role() {
+    let live = Live::new();
+    live.api.forbid("list", "endpointslices.discovery.k8s.io");
+    let output = live.run(&["trace", "my-service"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("endpointslices") && stderr.contains("discovery.k8s.io"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("svcproxy-diagnostics"),
+        "the role to bind: {stderr}"
+    );
+}
