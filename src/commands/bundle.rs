@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use futures::StreamExt;
 
-use super::render::CLUSTER_FILE;
+use super::diag::inputs::CLUSTER_FILE;
 use super::{Context, Outcome};
 use crate::cli::{BundleArgs, OutputFormat};
 use crate::kube::KubeOptions;

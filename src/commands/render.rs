@@ -1,23 +1,17 @@
 //! `render`: the iptables-restore input the proxy would apply on one node, computed offline from a
 //! snapshot bundle.
 
-use std::fs;
-use std::path::Path;
-
 use anyhow::{Context as _, bail};
 
+use super::diag::inputs::{CLUSTER_FILE, read_bundle};
 use super::node_context::node_context;
 use super::{Context, Outcome};
 use crate::cli::{OutputFormat, RenderArgs};
-use crate::core::model::bundle::load_cluster_json;
 use crate::core::model::{ClusterState, Node};
 use crate::core::plan::plan;
 use crate::core::render::render_full;
 use crate::core::rules::IpFamily;
 use crate::output;
-
-/// The file of a snapshot bundle that holds the cluster state.
-pub const CLUSTER_FILE: &str = "cluster.json";
 
 /// Runs `render`: reads the bundle, builds the node's context from its Node object and the flags, and
 /// prints the rules for one IP family on stdout.
@@ -28,9 +22,8 @@ pub fn run(ctx: &Context, args: &RenderArgs) -> anyhow::Result<Outcome> {
             ctx.global.output,
         ));
     }
-    let (path, text) = read_cluster_file(&args.snapshot)?;
-    let source = path.display().to_string();
-    let state = load_cluster_json(&text, &source).context("cannot load the snapshot bundle")?;
+    let state = read_bundle(&args.snapshot)?.cluster;
+    let source = args.snapshot.join(CLUSTER_FILE).display().to_string();
     let node = find_node(&state, &args.node, &source)?;
     let node_ctx = node_context(node, &args.settings, !args.no_localhost_nodeports)
         .with_context(|| format!("cannot render the rules of node {:?}", node.name))?;
@@ -46,30 +39,6 @@ pub fn run(ctx: &Context, args: &RenderArgs) -> anyhow::Result<Outcome> {
     let payload = render_full(&plan(&state, &node_ctx, family));
     output::print_stdout(&payload).context("cannot write the rules to stdout")?;
     Ok(Outcome::Clean)
-}
-
-/// Reads `DIR/cluster.json`, with errors that say what a bundle must contain.
-fn read_cluster_file(dir: &Path) -> anyhow::Result<(std::path::PathBuf, String)> {
-    if !dir.is_dir() {
-        let problem = if dir.exists() {
-            "not a directory"
-        } else {
-            "no such directory"
-        };
-        bail!(
-            "{}: {problem}; --snapshot takes a snapshot bundle directory (one holding {CLUSTER_FILE})",
-            dir.display()
-        );
-    }
-    let path = dir.join(CLUSTER_FILE);
-    let text = fs::read_to_string(&path).with_context(|| {
-        format!(
-            "cannot read {}: a snapshot bundle holds {CLUSTER_FILE}, the output of \
-             `kubectl get services,endpointslices,nodes,pods -A -o json`",
-            path.display()
-        )
-    })?;
-    Ok((path, text))
 }
 
 /// The Node named `name`, or an error listing the nodes the bundle has.
@@ -135,22 +104,5 @@ mod tests {
             err.contains("kubectl get services,endpointslices,nodes,pods -A -o json"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn a_missing_bundle_is_named_with_the_fix() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = read_cluster_file(&dir.path().join("nope"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("no such directory"), "{err}");
-        let err = format!("{:#}", read_cluster_file(dir.path()).unwrap_err());
-        assert!(err.contains("cluster.json"), "{err}");
-        assert!(err.contains("kubectl get"), "{err}");
-
-        fs::write(dir.path().join(CLUSTER_FILE), "{}").unwrap();
-        let (path, text) = read_cluster_file(dir.path()).unwrap();
-        assert_eq!(path, dir.path().join(CLUSTER_FILE));
-        assert_eq!(text, "{}");
     }
 }

@@ -329,3 +329,34 @@ pub fn has_explicit_rules(source: &SourceArgs) -> bool {
 pub fn families(rules: &NodeRules) -> Vec<IpFamily> {
     rules.dumps.iter().map(|d| d.family).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_bundle_is_named_with_the_fix() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let err = format!(
+            "{:#}",
+            read_bundle(&dir.path().join("nope")).expect_err("no dir")
+        );
+        assert!(err.contains("no such directory"), "{err}");
+        assert!(err.contains("kubectl svcproxy bundle DIR"), "{err}");
+        let err = format!(
+            "{:#}",
+            read_bundle(dir.path()).expect_err("no cluster.json")
+        );
+        assert!(err.contains(CLUSTER_FILE), "{err}");
+        assert!(err.contains("kubectl get"), "{err}");
+
+        fs::write(
+            dir.path().join(CLUSTER_FILE),
+            r#"{"apiVersion": "v1", "kind": "List", "items": []}"#,
+        )
+        .expect("write");
+        let bundle = read_bundle(dir.path()).expect("an empty bundle reads");
+        assert!(bundle.cluster.services.is_empty());
+        assert!(bundle.nodes.is_empty());
+    }
+}
