@@ -735,3 +735,27 @@ fn trace_reads_only_what_its_service_needs() {
         .code(2)
         .stderr(predicate::str::contains("--no-such-option"));
 }
+
+#[test]
+fn port_picks_service_ports_by_name_or_number() {
+    let dir = fixture("extended");
+    let ports = |port: &str| -> Vec<String> {
+        let (_, doc) = trace_json(&[
+            "ext/dns",
+            "--snapshot",
+            dir.to_str().expect("path"),
+            "--port",
+            port,
+        ]);
+        doc["nodes"][0]["path"]["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .map(|p| p["servicePort"].as_str().expect("servicePort").to_string())
+            .collect()
+    };
+    assert_eq!(ports("dns"), vec!["ext/dns:dns"]);
+    assert_eq!(ports("dns-tcp"), vec!["ext/dns:dns-tcp"]);
+    // Both the UDP and the TCP port are number 53.
+    assert_eq!(ports("53"), vec!["ext/dns:dns", "ext/dns:dns-tcp"]);
+}

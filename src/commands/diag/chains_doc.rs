@@ -15,7 +15,7 @@ use crate::core::rules::format::{Form, rule_args};
 use crate::core::rules::{IpFamily, Rule, Table};
 
 use super::inputs::NodeRules;
-use super::report::{API_VERSION, family_name};
+use super::report::API_VERSION;
 use super::settings::ExpectedSettings;
 
 /// Which view `chains` prints.
@@ -222,7 +222,7 @@ pub fn build(
             }
             out.push(NodeChains {
                 node: rules.node.clone(),
-                family: family_name(family),
+                family: family.as_str(),
                 source: rules.origin.clone(),
                 chains,
             });

@@ -8,12 +8,12 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
-use crate::cli::{GlobalArgs, SourceArgs};
+use crate::cli::GlobalArgs;
 use crate::core::model::bundle::{LoadScope, load_cluster_json, load_cluster_json_scoped};
 use crate::core::model::{ClusterState, NamespacedName};
 use crate::core::parse::{parse_dump, parse_dump_scoped};
 use crate::core::path::actual::comment_service_port;
-use crate::core::rules::{Dump, IpFamily};
+use crate::core::rules::Dump;
 
 /// The file of a snapshot bundle that holds the cluster state.
 pub const CLUSTER_FILE: &str = "cluster.json";
@@ -157,16 +157,15 @@ pub fn read_bundle_scoped(dir: &Path, scope: Option<&LoadScope>) -> anyhow::Resu
             let Some(file) = path.file_name().and_then(|f| f.to_str()) else {
                 continue;
             };
-            let slot = |node: &str| -> String { node.to_string() };
             if let Some(node) = file.strip_suffix(".ip6tables-save") {
-                nodes.entry(slot(node)).or_default().ipv6 = Some(path.clone());
+                nodes.entry(node.to_string()).or_default().ipv6 = Some(path.clone());
             } else if let Some(node) = file
                 .strip_suffix(".iptables-legacy-save")
                 .or_else(|| file.strip_suffix(".iptables-nft-save"))
             {
-                nodes.entry(slot(node)).or_default().other_backend = Some(path.clone());
+                nodes.entry(node.to_string()).or_default().other_backend = Some(path.clone());
             } else if let Some(node) = file.strip_suffix(".iptables-save") {
-                nodes.entry(slot(node)).or_default().ipv4 = Some(path.clone());
+                nodes.entry(node.to_string()).or_default().ipv4 = Some(path.clone());
             }
         }
     }
@@ -318,16 +317,6 @@ pub fn endpoint_nodes(cluster: &ClusterState, service: &NamespacedName) -> Vec<S
     nodes.sort();
     nodes.dedup();
     nodes
-}
-
-/// Whether the sources flags name node rules explicitly (a file, this machine).
-pub fn has_explicit_rules(source: &SourceArgs) -> bool {
-    source.rules.is_some() || source.local
-}
-
-/// The family of each dump, for messages.
-pub fn families(rules: &NodeRules) -> Vec<IpFamily> {
-    rules.dumps.iter().map(|d| d.family).collect()
 }
 
 #[cfg(test)]

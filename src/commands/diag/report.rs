@@ -211,15 +211,15 @@ pub fn build(request: Request<'_>) -> anyhow::Result<TraceDocument> {
             if i > 0 && expected.is_empty() && path.ports.is_empty() {
                 continue;
             }
-            if let Some(port) = port {
-                path.ports.retain(|p| {
-                    p.port_name.as_deref() == Some(port)
-                        || p.port
-                            .as_deref()
-                            .is_some_and(|n| n.split('/').next() == Some(port))
-                        || p.service_port.ends_with(&format!(":{port}"))
-                });
-            }
+            // With --port: the planned ports kept above, and ports only the node still has whose
+            // name is that port.
+            let selected = |spn: &str| {
+                port.is_none_or(|port| {
+                    expected.iter().any(|(name, _)| name.spn() == spn)
+                        || spn.ends_with(&format!(":{port}"))
+                })
+            };
+            path.ports.retain(|p| selected(&p.service_port));
             let scope = Scope {
                 node: &rules.node,
                 family,
@@ -233,21 +233,17 @@ pub fn build(request: Request<'_>) -> anyhow::Result<TraceDocument> {
                 ));
             }
             findings.extend(local_findings(&rules.node, &expected));
-            let mut port_findings = service_findings(scope, service, &expected, &actual);
-            if port.is_some() {
-                port_findings.retain(|f| {
-                    f.service
-                        .as_deref()
-                        .is_none_or(|s| path.ports.iter().any(|p| p.service_port == s))
-                });
-            }
-            findings.extend(port_findings);
+            findings.extend(
+                service_findings(scope, service, &expected, &actual)
+                    .into_iter()
+                    .filter(|f| f.service.as_deref().is_none_or(selected)),
+            );
             let simulation =
                 from.map(|source| simulate(cluster, svc, &resolved.context, dump, source, port));
             node_level.extend(findings.iter().cloned());
             reports.push(NodeReport {
                 node: rules.node.clone(),
-                family: family_name(family),
+                family: family.as_str(),
                 source: rules.origin.clone(),
                 settings: resolved.provenance.clone(),
                 path,
@@ -394,12 +390,4 @@ fn summarize(id: &NamespacedName, svc: Option<&Service>) -> ServiceSummary {
     summary.internal_traffic_policy = Some(policy(svc.internal_traffic_policy));
     summary.session_affinity_seconds = svc.session_affinity_timeout;
     summary
-}
-
-/// `IPv4` or `IPv6`.
-pub fn family_name(family: IpFamily) -> &'static str {
-    match family {
-        IpFamily::V4 => "IPv4",
-        IpFamily::V6 => "IPv6",
-    }
 }

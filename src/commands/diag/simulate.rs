@@ -146,7 +146,7 @@ pub fn simulate(
                 .find(|ip| IpFamily::of(ip) == family)
             else {
                 sim.notes
-                    .push(format!("pod {id} has no {} address", family_label(family)));
+                    .push(format!("pod {id} has no {} address", family.as_str()));
                 return sim;
             };
             if let Some(node) = pod.node_name.as_deref().filter(|n| *n != ctx.node_name) {
@@ -181,8 +181,8 @@ pub fn simulate(
     if IpFamily::of(&src) != family {
         sim.notes.push(format!(
             "{src} is not an {} address; these are the node's {} rules",
-            family_label(family),
-            family_label(family)
+            family.as_str(),
+            family.as_str()
         ));
         return sim;
     }
@@ -193,7 +193,7 @@ pub fn simulate(
     let Some((dst, dport)) = destination else {
         sim.notes.push(match source {
             PacketSource::External => "the Service has no NodePort, load-balancer IP or external IP: it is not reachable from outside".into(),
-            _ => format!("the Service has no {} cluster IP", family_label(family)),
+            _ => format!("the Service has no {} cluster IP", family.as_str()),
         });
         return sim;
     };
@@ -235,11 +235,4 @@ fn external_destination(
         .next()
         .or_else(|| svc.external_ips(family).next())
         .map(|ip| (ip, port.port))
-}
-
-fn family_label(family: IpFamily) -> &'static str {
-    match family {
-        IpFamily::V4 => "IPv4",
-        IpFamily::V6 => "IPv6",
-    }
 }

@@ -114,12 +114,19 @@ impl IpFamily {
     }
 }
 
-impl fmt::Display for IpFamily {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl IpFamily {
+    /// `IPv4` or `IPv6`, as messages and documents name the family.
+    pub fn as_str(self) -> &'static str {
+        match self {
             IpFamily::V4 => "IPv4",
             IpFamily::V6 => "IPv6",
-        })
+        }
+    }
+}
+
+impl fmt::Display for IpFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
