@@ -5,6 +5,7 @@ use anyhow::Context as _;
 
 use super::diag::chains_doc::{self, View};
 use super::diag::gather;
+use super::diag::report;
 use super::diag::settings::ExpectedSettings;
 use super::{Context, Outcome};
 use crate::cli::{ChainsArgs, OutputFormat};
@@ -20,18 +21,6 @@ pub fn run(ctx: &Context, args: &ChainsArgs) -> anyhow::Result<Outcome> {
     } else {
         View::Actual
     };
-    let known = gathered.cluster.services.contains_key(&gathered.service)
-        || gathered.nodes.iter().any(|n| {
-            n.dumps
-                .iter()
-                .any(|d| !service_ports_in(d, &gathered.service).is_empty())
-        });
-    if !known {
-        anyhow::bail!(
-            "Service {} not found: neither the cluster nor the node rules know it; check the name, pick the namespace with -n NAMESPACE, or search every namespace with -A",
-            gathered.service
-        );
-    }
     let settings = ExpectedSettings {
         overrides: args.expected_settings.overrides(),
     };
@@ -42,6 +31,14 @@ pub fn run(ctx: &Context, args: &ChainsArgs) -> anyhow::Result<Outcome> {
         &settings,
         view,
     )?;
+    let known = gathered.cluster.services.contains_key(&gathered.service)
+        || doc.nodes.iter().any(|n| !n.chains.is_empty());
+    if !known {
+        return Err(report::service_not_found(
+            &gathered.service,
+            &gathered.nodes,
+        ));
+    }
     match ctx.global.output {
         OutputFormat::Text | OutputFormat::Wide => {
             let text = chains_doc::render_text(&doc, ctx.colors.stdout);
@@ -54,15 +51,4 @@ pub fn run(ctx: &Context, args: &ChainsArgs) -> anyhow::Result<Outcome> {
     } else {
         Outcome::Clean
     })
-}
-
-fn service_ports_in(
-    dump: &crate::core::rules::Dump,
-    service: &crate::core::model::NamespacedName,
-) -> Vec<String> {
-    crate::core::path::ActualRules::new(dump)
-        .service_ports_named(&service.to_string())
-        .into_iter()
-        .map(str::to_string)
-        .collect()
 }

@@ -256,23 +256,7 @@ pub fn build(request: Request<'_>) -> anyhow::Result<TraceDocument> {
         .iter()
         .any(|r| r.path.ports.iter().any(|p| !p.entries.is_empty()));
     if svc.is_none() && !known_to_nodes {
-        let checked = if nodes.is_empty() {
-            "no node's rules were read (to look for rules a deleted Service left on a node, add --node NAME)".to_string()
-        } else {
-            format!(
-                "the rules of {} do not mention it either",
-                nodes
-                    .iter()
-                    .map(|n| n.node.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
-        bail!(
-            "Service {service} not found: the cluster has no Service {name:?} in namespace {ns:?}, and {checked}; check the name, pick the namespace with -n NAMESPACE, or search every namespace with -A",
-            name = service.name,
-            ns = service.namespace
-        );
+        return Err(service_not_found(service, nodes));
     }
     let cluster_expected = match cluster_expected {
         Some(expected) => expected,
@@ -390,4 +374,26 @@ fn summarize(id: &NamespacedName, svc: Option<&Service>) -> ServiceSummary {
     summary.internal_traffic_policy = Some(policy(svc.internal_traffic_policy));
     summary.session_affinity_seconds = svc.session_affinity_timeout;
     summary
+}
+
+/// The error for a Service neither the cluster nor the rules read know, naming the nodes checked.
+pub fn service_not_found(service: &NamespacedName, nodes: &[NodeRules]) -> anyhow::Error {
+    let checked = if nodes.is_empty() {
+        "no node's rules were read (to look for rules a deleted Service left on a node, add --node NAME)"
+            .to_string()
+    } else {
+        format!(
+            "the rules of {} do not mention it either",
+            nodes
+                .iter()
+                .map(|n| n.node.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    anyhow::anyhow!(
+        "Service {service} not found: the cluster has no Service {name:?} in namespace {ns:?}, and {checked}; check the name, pick the namespace with -n NAMESPACE, or search every namespace with -A",
+        name = service.name,
+        ns = service.namespace
+    )
 }
