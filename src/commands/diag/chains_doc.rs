@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::core::drift::port::jumps_to_endpoint;
+use crate::core::drift::port::{jumps_to_endpoint, without_endpoint_comment};
 use crate::core::model::{ClusterState, NamespacedName};
 use crate::core::path::actual::ChainKind;
 use crate::core::path::graph::reached_chains;
@@ -145,13 +145,11 @@ type Rules = Vec<(Rule, String)>;
 /// A rule in comparison form (normalized; per-endpoint comments, which kube-proxy leaves out in
 /// large-cluster mode, removed) and as printed. Probabilities stay: the diff shows the ladder as is.
 fn printed(rule: &Rule, family: IpFamily, endpoint_chain: bool) -> (Rule, String) {
-    let mut compared = rule.normalized();
-    if endpoint_chain || jumps_to_endpoint(rule) {
-        compared
-            .matches
-            .retain(|m| !matches!(m, crate::core::rules::Match::Comment { .. }));
-    }
-    (compared, rule_args(rule, Form::Save, family))
+    let endpoint_rule = endpoint_chain || jumps_to_endpoint(rule);
+    (
+        without_endpoint_comment(rule, endpoint_rule),
+        rule_args(rule, Form::Save, family),
+    )
 }
 
 /// Builds the document for `service` on every node in `nodes`.

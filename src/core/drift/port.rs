@@ -75,12 +75,23 @@ struct PortFindings<'a> {
     findings: Vec<Finding>,
 }
 
-/// A rule as compared: normalized, and for rules about one endpoint without comment and probability.
+/// A rule as compared: normalized, and for rules about one endpoint without comment and probability
+/// (the ladder's shares are judged on their own, [`super::FindingKind::WrongProbability`]).
 pub fn comparable(rule: &Rule, endpoint_rule: bool) -> Rule {
-    let mut rule = rule.normalized();
+    let mut rule = without_endpoint_comment(rule, endpoint_rule);
     if endpoint_rule {
         rule.matches
-            .retain(|m| !matches!(m, Match::Comment { .. } | Match::Statistic { .. }));
+            .retain(|m| !matches!(m, Match::Statistic { .. }));
+    }
+    rule
+}
+
+/// A rule normalized, and for rules about one endpoint without its comment: kube-proxy leaves those
+/// comments out in large-cluster mode, and partial syncs leave old ones in place.
+pub fn without_endpoint_comment(rule: &Rule, endpoint_rule: bool) -> Rule {
+    let mut rule = rule.normalized();
+    if endpoint_rule {
+        rule.matches.retain(|m| !matches!(m, Match::Comment { .. }));
     }
     rule
 }
