@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod cleanup;
 pub mod conntrack;
+pub mod deadline;
 pub mod events;
 pub mod health;
 pub mod host;

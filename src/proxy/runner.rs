@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
+use tokio::time::{Instant, MissedTickBehavior, interval_at};
+
+use super::deadline::Deadline;
 use tokio_util::sync::CancellationToken;
 
 use super::events::ClusterEvent;
@@ -85,23 +87,12 @@ pub async fn run(
     let mut triggers: BTreeMap<IpFamily, Vec<SystemTime>> = BTreeMap::new();
     let mut needs_full: BTreeMap<IpFamily, bool> =
         syncers.iter().map(|s| (s.family(), true)).collect();
-    let mut due: Option<Instant> = None;
-    let mut last_sync: Option<Instant> = None;
+    let mut deadline = Deadline::new(timing.min_sync_period);
     let mut checks = interval_at(Instant::now() + timing.sync_period, timing.sync_period);
     checks.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
-    let schedule = |due: &mut Option<Instant>, last_sync: Option<Instant>, at: Instant| {
-        let earliest = last_sync.map_or(at, |last| at.max(last + timing.min_sync_period));
-        *due = Some(due.map_or(earliest, |d| d.min(earliest)));
-    };
-
     loop {
-        let wake = async {
-            match due {
-                Some(at) => sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
+        let wake = deadline.wait();
         tokio::select! {
             _ = cancel.cancelled() => break,
             event = events.recv() => {
@@ -112,17 +103,16 @@ pub async fn run(
                     observer.node(tracker.node());
                 }
                 observer.changes(tracker.pending_changes(), tracker.change_totals());
-                if tracker.synced().all() && (tracker.pending() > 0 || tracker.node_changed() || last_sync.is_none()) {
+                if tracker.synced().all() && (tracker.pending() > 0 || tracker.node_changed() || deadline.last_run().is_none()) {
                     observer.queued(SystemTime::now());
-                    schedule(&mut due, last_sync, Instant::now());
+                    deadline.request(Instant::now());
                 }
             }
             _ = wake => {
-                due = None;
-                last_sync = Some(Instant::now());
+                deadline.start_run(Instant::now());
                 let failed = sync_all(&mut tracker, &mut syncers, &mut needs_full, &mut triggers, &context, observer.as_ref());
                 if failed {
-                    schedule(&mut due, last_sync, Instant::now() + timing.sync_period);
+                    deadline.request(Instant::now() + timing.sync_period);
                 }
             }
             _ = checks.tick() => {
@@ -144,7 +134,7 @@ pub async fn run(
                     }
                     if flushed || stale {
                         needs_full.insert(family, true);
-                        schedule(&mut due, last_sync, Instant::now());
+                        deadline.request(Instant::now());
                     }
                 }
             }

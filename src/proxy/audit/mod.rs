@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant, SystemTime};
 
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
+use tokio::time::{Instant, MissedTickBehavior, interval_at};
 use tokio_util::sync::CancellationToken;
 
 use self::dedup::EventDedup;
@@ -35,6 +35,7 @@ use crate::core::parse::parse_dump;
 use crate::core::path::ActualRules;
 use crate::core::rules::{Dump, IpFamily};
 use crate::iptables::{IptablesError, RulesReader};
+use crate::proxy::deadline::Deadline;
 use crate::proxy::events::ClusterEvent;
 use crate::proxy::tracker::ChangeTracker;
 
@@ -201,24 +202,13 @@ pub async fn run(
     let mut tracker = ChangeTracker::new();
     tracker.set_kube_proxy_config(kube_proxy_config);
     let mut announcer = Announcer::new(policy, expect.node_name.clone(), sink);
-    let mut due: Option<Instant> = None;
-    let mut last_check: Option<Instant> = None;
+    let mut deadline = Deadline::new(timing.min_period);
     let mut warnings: Vec<String> = Vec::new();
     let mut ticks = interval_at(Instant::now() + timing.period, timing.period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
-    let schedule = |due: &mut Option<Instant>, last: Option<Instant>, at: Instant| {
-        let earliest = last.map_or(at, |last| at.max(last + timing.min_period));
-        *due = Some(due.map_or(earliest, |d| d.min(earliest)));
-    };
-
     loop {
-        let wake = async {
-            match due {
-                Some(at) => sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
+        let wake = deadline.wait();
         tokio::select! {
             _ = cancel.cancelled() => break,
             event = events.recv() => {
@@ -226,14 +216,13 @@ pub async fn run(
                 tracker.apply(event);
                 let changed = tracker.pending() > 0 || tracker.node_changed();
                 tracker.take_changes();
-                if tracker.synced().all() && (changed || last_check.is_none()) {
+                if tracker.synced().all() && (changed || deadline.last_run().is_none()) {
                     status.check_queued(SystemTime::now());
-                    schedule(&mut due, last_check, Instant::now() + timing.min_period);
+                    deadline.request(Instant::now() + timing.min_period);
                 }
             }
             _ = wake => {
-                due = None;
-                last_check = Some(Instant::now());
+                deadline.start_run(Instant::now());
                 let state = tracker.state();
                 let result = tokio::task::block_in_place(|| check_rules(&readers, state, &expect));
                 let now = SystemTime::now();
@@ -260,7 +249,7 @@ pub async fn run(
             _ = ticks.tick() => {
                 if tracker.synced().all() {
                     status.check_queued(SystemTime::now());
-                    schedule(&mut due, last_check, Instant::now());
+                    deadline.request(Instant::now());
                 }
             }
         }
