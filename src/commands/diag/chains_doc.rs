@@ -162,9 +162,9 @@ pub fn build(
 ) -> anyhow::Result<ChainsDocument> {
     let mut out = Vec::new();
     for rules in nodes {
-        let resolved = settings.resolve(cluster, &rules.node, rules.dumps.first())?;
         for (i, dump) in rules.dumps.iter().enumerate() {
             let family = dump.family;
+            let resolved = settings.resolve(cluster, &rules.node, Some(dump))?;
             let actual = ActualRules::new(dump);
             let expected = plan_service(cluster, &resolved.context, family, false, service);
             let mut want: BTreeMap<ChainKey, Rules> = BTreeMap::new();

@@ -180,15 +180,17 @@ pub fn build(request: Request<'_>) -> anyhow::Result<TraceDocument> {
     let mut node_level = Vec::new();
     let mut cluster_expected: Option<ServicePorts> = None;
     for rules in nodes {
-        let resolved = settings.resolve(cluster, &rules.node, rules.dumps.first())?;
-        notes.extend(
-            resolved
-                .warnings
-                .iter()
-                .map(|w| format!("{}: {w}", rules.node)),
-        );
         for (i, dump) in rules.dumps.iter().enumerate() {
             let family = dump.family;
+            // Each family from its own dump: what the IPv4 rules show says nothing of the IPv6
+            // cluster CIDR.
+            let resolved = settings.resolve(cluster, &rules.node, Some(dump))?;
+            for warning in &resolved.warnings {
+                let note = format!("{} ({family}): {warning}", rules.node);
+                if !notes.contains(&note) {
+                    notes.push(note);
+                }
+            }
             let actual = ActualRules::new(dump);
             let mut expected = plan_service(cluster, &resolved.context, family, false, service);
             if let Some(port) = port {

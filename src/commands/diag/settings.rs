@@ -27,7 +27,7 @@ pub struct Resolved {
 }
 
 impl ExpectedSettings {
-    /// The settings of `node`, whose IPv4 rules are `dump`.
+    /// The settings of `node` for the family of `dump`, the node's rules of that family.
     pub fn resolve(
         &self,
         cluster: &ClusterState,
