@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::core::model::{ClusterState, NamespacedName, NodeContext};
-use crate::core::parse::parse_dump;
-use crate::core::plan::{RuleSet, jump_rules, plan, plan_service};
+use crate::core::parse::declared_chains;
+use crate::core::plan::{ProgrammedRules, jump_rules, plan, plan_service};
 use crate::core::render::{render_service_updates, render_transactions};
 use crate::core::rules::names::is_service_chain;
 use crate::core::rules::{IpFamily, Protocol, Table};
@@ -76,7 +76,7 @@ pub struct FamilySyncer {
     conntrack: Option<Conntrack>,
     transaction_rules: usize,
     /// What the kernel holds after the last successful sync; `None` when unknown.
-    current: Option<RuleSet>,
+    current: Option<ProgrammedRules>,
     last_full: Option<Instant>,
 }
 
@@ -114,8 +114,8 @@ impl FamilySyncer {
         &self.tools
     }
 
-    /// The ruleset the kernel holds, as far as this syncer knows.
-    pub fn current(&self) -> Option<&RuleSet> {
+    /// What the kernel holds, as far as this syncer knows.
+    pub fn current(&self) -> Option<&ProgrammedRules> {
         self.current.as_ref()
     }
 
@@ -206,26 +206,19 @@ impl FamilySyncer {
         self.tools.ensure_jumps(&jump_rules()).map_err(fail)?;
         let rules = plan(state, ctx, family);
         let stale = match self.tools.save_table(Table::Nat) {
-            Ok(text) => match parse_dump(&text) {
-                Ok(dump) => {
-                    let existing = dump
-                        .table(Table::Nat)
-                        .into_iter()
-                        .flat_map(|t| &t.chains)
-                        .map(|c| c.name.as_str());
-                    rules.stale_chains(existing.filter(|name| is_service_chain(name)))
-                }
-                Err(e) => {
-                    tracing::warn!(%family, error = %e, "cannot parse iptables-save output; stale chains are kept until the next full sync");
-                    Vec::new()
-                }
-            },
+            Ok(text) => rules.stale_chains(
+                declared_chains(&text, Table::Nat)
+                    .into_iter()
+                    .filter(|name| is_service_chain(name)),
+            ),
             Err(e) => {
                 tracing::warn!(%family, error = %e, "cannot list chains; stale chains are kept until the next full sync");
                 Vec::new()
             }
         };
         let payloads = render_transactions(&rules, &stale, self.transaction_rules);
+        // Only the compact form is kept: the full ruleset is about 45 MiB at 5,000 Services.
+        let programmed = ProgrammedRules::from(rules);
         for payload in &payloads {
             self.tools.restore(payload).map_err(fail)?;
         }
@@ -233,13 +226,13 @@ impl FamilySyncer {
             kind: SyncKind::Full,
             duration: start.elapsed(),
             payloads,
-            total_rules: rules.rule_counts(),
-            no_local_endpoints: no_local_counts(&rules),
+            total_rules: programmed.rule_counts(),
+            no_local_endpoints: programmed.no_local_counts(),
             stale_chains: stale.len(),
             conntrack_deleted: 0,
             conntrack_duration: None,
         };
-        self.current = Some(rules);
+        self.current = Some(programmed);
         self.last_full = Some(Instant::now());
         Ok(outcome)
     }
@@ -251,26 +244,21 @@ impl FamilySyncer {
         state: &ClusterState,
         ctx: &NodeContext,
         changed: &BTreeSet<NamespacedName>,
-        mut current: RuleSet,
+        mut current: ProgrammedRules,
         start: Instant,
     ) -> Result<Option<SyncOutcome>, SyncError> {
         let family = self.family();
         // Settings that shape the fixed chains changed: only a full sync rewrites those.
-        let probe = plan(&ClusterState::default(), ctx, family);
-        if probe.filter_chains != current.filter_chains
-            || probe.nat_chains != current.nat_chains
-            || probe.services_tail != current.services_tail
-        {
+        if !current.same_fixed_chains(&plan(&ClusterState::default(), ctx, family)) {
             return Ok(None);
         }
         let mut updates = Vec::with_capacity(changed.len());
         for service in changed {
             let after = plan_service(state, ctx, family, current.large_cluster, service);
-            let before = current.replace_service(service, after.clone());
+            let before = current.replace_service(service, &after);
             updates.push((before, after));
         }
-        let total_endpoints: usize = current.services.values().map(|s| s.endpoint_count).sum();
-        if (total_endpoints > ctx.large_cluster_threshold) != current.large_cluster {
+        if (current.endpoint_count() > ctx.large_cluster_threshold) != current.large_cluster {
             return Ok(None);
         }
         let payload = render_service_updates(family, &updates);
@@ -292,7 +280,7 @@ impl FamilySyncer {
                 vec![payload]
             },
             total_rules: current.rule_counts(),
-            no_local_endpoints: no_local_counts(&current),
+            no_local_endpoints: current.no_local_counts(),
             stale_chains: 0,
             conntrack_deleted: 0,
             conntrack_duration: None,
@@ -310,18 +298,4 @@ impl FamilySyncer {
         }
         Ok(true)
     }
-}
-
-fn no_local_counts(rules: &RuleSet) -> (usize, usize) {
-    let internal = rules
-        .services
-        .values()
-        .filter(|s| s.no_local_internal)
-        .count();
-    let external = rules
-        .services
-        .values()
-        .filter(|s| s.no_local_external)
-        .count();
-    (internal, external)
 }

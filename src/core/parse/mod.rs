@@ -37,6 +37,7 @@
 //! `line` classifies lines, `reader` is the table/COMMIT state machine, and `dump`/`payload` build the
 //! two results.
 
+mod chains;
 mod dump;
 mod error;
 mod line;
@@ -53,6 +54,7 @@ mod value;
 #[cfg(test)]
 mod fixture_tests;
 
+pub use chains::declared_chains;
 pub use dump::{parse_dump, parse_dump_scoped};
 pub use error::{InputKind, ParseError, ParseErrorKind, RuleError};
 pub use payload::{ChainDecl, Op, Payload, PayloadTable, Statement, parse_payload};

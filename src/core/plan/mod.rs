@@ -8,6 +8,7 @@
 mod build;
 pub mod endpoints;
 mod fixed;
+mod programmed;
 mod service;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use crate::core::rules::{Chain, IpFamily, Protocol, Rule, Table};
 
 pub use endpoints::{Categorized, EndpointInfo};
 pub use fixed::{JumpRule, jump_rules};
+pub use programmed::{ChainDigest, ProgrammedPort, ProgrammedPorts, ProgrammedRules, chain_digest};
 
 /// A rule a service port adds to one of the shared entry chains (`KUBE-SERVICES`, `KUBE-NODEPORTS`,
 /// `KUBE-EXTERNAL-SERVICES`, `KUBE-PROXY-FIREWALL`).

@@ -6,7 +6,9 @@ use thiserror::Error;
 
 use super::{ENTRY_CHAINS, push_declaration, write_chain_rules};
 use crate::core::model::{NamespacedName, ServicePortName};
-use crate::core::plan::{RuleSet, ServicePorts, ServiceRules};
+use crate::core::plan::{
+    EntryRule, ProgrammedPort, ProgrammedPorts, RuleSet, ServicePorts, ServiceRules, chain_digest,
+};
 use crate::core::rules::format::{Form, write_rule_args};
 use crate::core::rules::{Chain, Rule, Table};
 
@@ -57,27 +59,30 @@ pub fn render_partial(
         return Err(PartialRenderError::FixedChainsChanged);
     }
 
+    let programmed: Vec<ProgrammedPorts> = services
+        .iter()
+        .map(|service| programmed_ports(old.services.iter(), service))
+        .collect();
     let mut edits = Edits::default();
-    for service in services {
-        edits.add_service(&ports_of(old, service), &ports_of(new, service));
+    for (service, before) in services.iter().zip(&programmed) {
+        edits.add_service(&by_name(before), &ports_of(new, service));
     }
     Ok(edits.render(new.family))
 }
 
-/// One payload for several Services whose ports changed, each given as (before, after) like
-/// [`render_service_update`]. An empty string means nothing changed.
+/// One payload for several Services whose ports changed, each given as (what was programmed, the new
+/// rules) as [`crate::core::plan::ProgrammedRules::replace_service`] and
+/// [`crate::core::plan::plan_service`] return them. An empty string means nothing changed.
 pub fn render_service_updates(
     family: crate::core::rules::IpFamily,
-    updates: &[(ServicePorts, ServicePorts)],
+    updates: &[(ProgrammedPorts, ServicePorts)],
 ) -> String {
     let maps: Vec<_> = updates
         .iter()
         .map(|(before, after)| {
-            let before: BTreeMap<&ServicePortName, &ServiceRules> =
-                before.iter().map(|(n, r)| (n, r)).collect();
             let after: BTreeMap<&ServicePortName, &ServiceRules> =
                 after.iter().map(|(n, r)| (n, r)).collect();
-            (before, after)
+            (by_name(before), after)
         })
         .collect();
     let mut edits = Edits::default();
@@ -95,13 +100,30 @@ pub fn render_service_update(
     before: &[(ServicePortName, ServiceRules)],
     after: &[(ServicePortName, ServiceRules)],
 ) -> String {
-    let before: BTreeMap<&ServicePortName, &ServiceRules> =
-        before.iter().map(|(n, r)| (n, r)).collect();
+    let before: ProgrammedPorts = before
+        .iter()
+        .map(|(name, rules)| (name.clone(), ProgrammedPort::from(rules)))
+        .collect();
     let after: BTreeMap<&ServicePortName, &ServiceRules> =
         after.iter().map(|(n, r)| (n, r)).collect();
     let mut edits = Edits::default();
-    edits.add_service(&before, &after);
+    edits.add_service(&by_name(&before), &after);
     edits.render(family)
+}
+
+fn by_name(ports: &ProgrammedPorts) -> BTreeMap<&ServicePortName, &ProgrammedPort> {
+    ports.iter().map(|(n, p)| (n, p)).collect()
+}
+
+/// The ports of `service` among `ports`, in their programmed form.
+fn programmed_ports<'a>(
+    ports: impl Iterator<Item = (&'a ServicePortName, &'a ServiceRules)>,
+    service: &NamespacedName,
+) -> ProgrammedPorts {
+    ports
+        .filter(|(name, _)| &name.service == service)
+        .map(|(name, rules)| (name.clone(), ProgrammedPort::from(rules)))
+        .collect()
 }
 
 fn ports_of<'a>(
@@ -131,24 +153,20 @@ struct Edits<'a> {
 impl<'a> Edits<'a> {
     fn add_service(
         &mut self,
-        old_ports: &BTreeMap<&'a ServicePortName, &'a ServiceRules>,
+        old_ports: &BTreeMap<&'a ServicePortName, &'a ProgrammedPort>,
         new_ports: &BTreeMap<&'a ServicePortName, &'a ServiceRules>,
     ) {
         let names: BTreeSet<&ServicePortName> =
             old_ports.keys().chain(new_ports.keys()).copied().collect();
         for name in names {
-            let before = old_ports.get(name).copied();
-            let after = new_ports.get(name).copied();
-            if before != after {
-                self.add_port(before, after);
-            }
+            self.add_port(old_ports.get(name).copied(), new_ports.get(name).copied());
         }
     }
 
-    fn add_port(&mut self, before: Option<&'a ServiceRules>, after: Option<&'a ServiceRules>) {
+    fn add_port(&mut self, before: Option<&'a ProgrammedPort>, after: Option<&'a ServiceRules>) {
         for (table, chain) in ENTRY_CHAINS {
-            let old_rules = entry_rules(before, table, chain);
-            let new_rules = entry_rules(after, table, chain);
+            let old_rules = entry_rules(before.map(|p| p.entries.as_slice()), table, chain);
+            let new_rules = entry_rules(after.map(|s| s.entries.as_slice()), table, chain);
             if old_rules != new_rules {
                 self.deletes
                     .entry((table, chain))
@@ -160,10 +178,10 @@ impl<'a> Edits<'a> {
                     .extend(new_rules);
             }
         }
-        let old_chains: BTreeMap<&str, &Chain> = before
+        let old_chains: BTreeMap<&str, u64> = before
             .into_iter()
-            .flat_map(|s| &s.chains)
-            .map(|c| (c.name.as_str(), c))
+            .flat_map(|p| &p.chains)
+            .map(|c| (c.name.as_str(), c.digest))
             .collect();
         let new_chains: BTreeMap<&str, &Chain> = after
             .into_iter()
@@ -171,7 +189,7 @@ impl<'a> Edits<'a> {
             .map(|c| (c.name.as_str(), c))
             .collect();
         for (name, chain) in &new_chains {
-            if old_chains.get(name) != Some(chain) {
+            if old_chains.get(name) != Some(&chain_digest(chain)) {
                 self.writes.push(chain);
             }
         }
@@ -249,10 +267,10 @@ impl<'a> Edits<'a> {
     }
 }
 
-fn entry_rules<'a>(service: Option<&'a ServiceRules>, table: Table, chain: &str) -> Vec<&'a Rule> {
-    service
+fn entry_rules<'a>(entries: Option<&'a [EntryRule]>, table: Table, chain: &str) -> Vec<&'a Rule> {
+    entries
         .into_iter()
-        .flat_map(|s| &s.entries)
+        .flatten()
         .filter(|e| e.table == table && e.chain == chain)
         .map(|e| &e.rule)
         .collect()
