@@ -118,6 +118,21 @@ fn cluster_ip_node_port_scaling_and_udp_conntrack() {
         "200",
         "healthy after syncing"
     );
+    // /debug/state is answered by the sync loop from its live state: the restored endpoints are there.
+    let state: serde_json::Value =
+        serde_json::from_str(&bed.node_get(10249, "/debug/state")).expect("/debug/state is JSON");
+    let web_endpoints: usize = state["state"]["endpointSlices"]
+        .as_array()
+        .expect("endpointSlices")
+        .iter()
+        .filter(|slice| slice["service_name"] == "web")
+        .map(|slice| slice["endpoints"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(
+        web_endpoints, 2,
+        "/debug/state shows web's two endpoints: {state}"
+    );
+
     let metrics = bed.node_get(10249, "/metrics");
     let deleted = metrics
         .lines()

@@ -153,7 +153,7 @@ impl DebugSource for FakeDebug {
         (family == V4).then(|| AppliedPayload {
             at: t0(),
             full_sync: true,
-            payload: "*filter\n:KUBE-SERVICES - [0:0]\nCOMMIT\n*nat\nCOMMIT\n".into(),
+            transactions: vec!["*filter\n:KUBE-SERVICES - [0:0]\nCOMMIT\n*nat\nCOMMIT\n".into()],
         })
     }
 
@@ -169,8 +169,8 @@ impl DebugSource for FakeDebug {
         }
     }
 
-    fn state(&self) -> Value {
-        serde_json::json!({"services": [{"name": "default/web", "endpoints": ["10.0.0.5:80"]}]})
+    fn state(&self) -> Result<Value, String> {
+        Ok(serde_json::json!({"services": [{"name": "default/web", "endpoints": ["10.0.0.5:80"]}]}))
     }
 }
 

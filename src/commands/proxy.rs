@@ -198,11 +198,13 @@ async fn serve(
     let tools = families(backend);
     let health = Arc::new(ProxyHealth::for_sync_period(args.iptables_sync_period));
     let metrics = Arc::new(ProxyMetrics::new());
+    let (queries, query_rx) = mpsc::channel(8);
     let (status, health_checks) = ProxyStatus::new(
         node_name.clone(),
         health.clone(),
         metrics.clone(),
         tools.clone(),
+        queries,
     );
     let status = Arc::new(status);
     let clock = Arc::new(SystemClock);
@@ -247,7 +249,16 @@ async fn serve(
     };
     let builder = context_builder(args, node_name, host_facts());
     let signals = tokio::spawn(stop_on_signal(cancel.clone()));
-    runner::run(timing, rx, syncers, builder, status, cancel.clone()).await;
+    runner::run(
+        timing,
+        rx,
+        query_rx,
+        syncers,
+        builder,
+        status,
+        cancel.clone(),
+    )
+    .await;
 
     cancel.cancel();
     signals.abort();

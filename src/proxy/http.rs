@@ -321,7 +321,12 @@ async fn debug_iptables(
 async fn debug_state(State(s): State<HttpState>) -> Response {
     let source = s.debug.clone();
     match tokio::task::spawn_blocking(move || source.state()).await {
-        Ok(state) => json(&debug::ProxyState::new(s.clock.now(), state)),
+        Ok(Ok(state)) => json(&debug::ProxyState::new(s.clock.now(), state)),
+        Ok(Err(e)) => with_headers(
+            StatusCode::SERVICE_UNAVAILABLE,
+            TEXT_PLAIN,
+            format!("the proxy state is not available: {e}\n"),
+        ),
         Err(e) => with_headers(
             StatusCode::INTERNAL_SERVER_ERROR,
             TEXT_PLAIN,

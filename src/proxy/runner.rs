@@ -48,11 +48,12 @@ pub trait SyncObserver: Send + Sync {
     fn changes(&self, _pending: (u64, u64), _totals: (u64, u64)) {}
     /// The node object changed (or is gone).
     fn node(&self, _node: Option<&Node>) {}
-    /// A family synced successfully.
+    /// A family synced successfully; the outcome is handed over (its payloads can be kept without
+    /// a copy).
     fn synced(
         &self,
         _family: IpFamily,
-        _outcome: &SyncOutcome,
+        _outcome: SyncOutcome,
         _state: &ClusterState,
         _now: SystemTime,
     ) {
@@ -70,14 +71,19 @@ pub struct LogObserver;
 
 impl SyncObserver for LogObserver {}
 
+/// A question about the sync loop's cluster state, answered on the loop itself (for `/debug/state`):
+/// the loop calls it with its state between syncs, so no copy of the state is kept for it.
+pub type StateQuery = Box<dyn FnOnce(&ClusterState) + Send>;
+
 /// Builds the node's context from its Node object (or its absence); an error delays syncing.
 pub type ContextBuilder = Box<dyn Fn(Option<&Node>) -> anyhow::Result<NodeContext> + Send + Sync>;
 
-/// Runs until `cancel` fires or the event stream ends. Rules are left in place on exit: a restarted
-/// proxy takes over without a gap.
+/// Runs until `cancel` fires or the event stream ends, answering `queries` between syncs. Rules are
+/// left in place on exit: a restarted proxy takes over without a gap.
 pub async fn run(
     timing: SyncTiming,
     mut events: mpsc::Receiver<ClusterEvent>,
+    mut queries: mpsc::Receiver<StateQuery>,
     mut syncers: Vec<FamilySyncer>,
     context: ContextBuilder,
     observer: Arc<dyn SyncObserver>,
@@ -108,6 +114,7 @@ pub async fn run(
                     deadline.request(Instant::now());
                 }
             }
+            Some(query) = queries.recv() => query(tracker.state()),
             _ = wake => {
                 deadline.start_run(Instant::now());
                 let failed = sync_all(&mut tracker, &mut syncers, &mut needs_full, &mut triggers, &context, observer.as_ref());
@@ -187,7 +194,7 @@ fn sync_all(
                     "synced"
                 );
                 needs_full.insert(family, false);
-                observer.synced(family, &outcome, tracker.state(), now);
+                observer.synced(family, outcome, tracker.state(), now);
                 // Each change's trigger time to now: how long the change took to reach the kernel.
                 let latencies: Vec<Duration> = triggers
                     .remove(&family)

@@ -5,20 +5,16 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::health::ProxyHealth;
 use super::http::{AppliedPayload, DebugSource, SyncFailure};
 use super::metrics::{NfacctCounter, ProxyMetrics};
-use super::runner::SyncObserver;
+use super::runner::{StateQuery, SyncObserver};
 use super::syncer::{SyncError, SyncKind, SyncOutcome};
 use crate::core::model::{ClusterState, NamespacedName, Node, ServiceType, TrafficPolicy};
 use crate::core::rules::{IpFamily, Table};
 use crate::iptables::{Iptables, nfacct};
-
-/// How often the copy of the cluster state behind `/debug/state` is refreshed: copying it on every sync
-/// would cost time and memory at scale.
-pub const STATE_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The health-check node ports wanted, and the local ready endpoint count of each Service.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,21 +39,22 @@ pub struct ProxyStatus {
     metrics: Arc<ProxyMetrics>,
     tools: Vec<Iptables>,
     records: Mutex<BTreeMap<IpFamily, FamilyRecord>>,
-    /// A copy of the cluster state for `/debug/state`, refreshed at most every [`STATE_REFRESH`];
-    /// serialized only when asked for.
-    state: Mutex<Option<(std::time::Instant, Arc<ClusterState>)>>,
+    /// Asks the sync loop for its state, for `/debug/state`.
+    queries: mpsc::Sender<StateQuery>,
     health_checks: watch::Sender<HealthCheckPorts>,
     change_totals: Mutex<(u64, u64)>,
 }
 
 impl ProxyStatus {
-    /// Status for a proxy on `node_name` programming the families of `tools`. The receiver yields the
-    /// health-check node ports to serve after each sync.
+    /// Status for a proxy on `node_name` programming the families of `tools`, asking the sync loop
+    /// behind `queries` for its state. The receiver yields the health-check node ports to serve after
+    /// each sync.
     pub fn new(
         node_name: String,
         health: Arc<ProxyHealth>,
         metrics: Arc<ProxyMetrics>,
         tools: Vec<Iptables>,
+        queries: mpsc::Sender<StateQuery>,
     ) -> (ProxyStatus, watch::Receiver<HealthCheckPorts>) {
         let (health_checks, receiver) = watch::channel(HealthCheckPorts::default());
         let status = ProxyStatus {
@@ -66,7 +63,7 @@ impl ProxyStatus {
             metrics,
             tools,
             records: Mutex::new(BTreeMap::new()),
-            state: Mutex::new(None),
+            queries,
             health_checks,
             change_totals: Mutex::new((0, 0)),
         };
@@ -163,7 +160,7 @@ impl SyncObserver for ProxyStatus {
     fn synced(
         &self,
         family: IpFamily,
-        outcome: &SyncOutcome,
+        outcome: SyncOutcome,
         state: &ClusterState,
         now: SystemTime,
     ) {
@@ -208,17 +205,9 @@ impl SyncObserver for ProxyStatus {
             self.records().entry(family).or_default().applied = Some(AppliedPayload {
                 at: now,
                 full_sync: full,
-                payload: outcome.payloads.concat(),
+                transactions: outcome.payloads,
             });
         }
-        let mut copy = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if copy
-            .as_ref()
-            .is_none_or(|(at, _)| at.elapsed() >= STATE_REFRESH)
-        {
-            *copy = Some((std::time::Instant::now(), Arc::new(state.clone())));
-        }
-        drop(copy);
         self.health_checks
             .send_replace(health_check_ports(state, &self.node_name));
     }
@@ -258,16 +247,56 @@ impl DebugSource for ProxyStatus {
         tools.save(true).map_err(|e| e.to_string())
     }
 
-    fn state(&self) -> serde_json::Value {
-        let copy = self
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .map(|(_, state)| state.clone());
-        match copy {
-            Some(state) => state_document(&state),
-            None => state_document(&ClusterState::default()),
-        }
+    fn state(&self) -> Result<serde_json::Value, String> {
+        let (reply, answer) = oneshot::channel();
+        let query: StateQuery = Box::new(move |state| {
+            let _ = reply.send(state_document(state));
+        });
+        let stopped = || "the sync loop is not running".to_string();
+        self.queries.blocking_send(query).map_err(|_| stopped())?;
+        answer.blocking_recv().map_err(|_| stopped())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic;
+
+    fn status(queries: mpsc::Sender<StateQuery>) -> ProxyStatus {
+        let (status, _) = ProxyStatus::new(
+            "node-0".into(),
+            Arc::new(ProxyHealth::for_sync_period(
+                std::time::Duration::from_secs(30),
+            )),
+            Arc::new(ProxyMetrics::new()),
+            Vec::new(),
+            queries,
+        );
+        status
+    }
+
+    #[test]
+    fn state_is_answered_by_the_sync_loop() {
+        let (queries, mut loop_side) = mpsc::channel::<StateQuery>(1);
+        let status = status(queries);
+        let state = synthetic::cluster(2, 1);
+        let answering = std::thread::spawn(move || {
+            let query = loop_side.blocking_recv().expect("a query");
+            query(&state);
+        });
+        let document = status.state().expect("answered");
+        answering.join().expect("the loop side ran");
+        assert_eq!(document["kind"], "ProxyState");
+        assert_eq!(document["services"].as_array().map(Vec::len), Some(2));
+        assert_eq!(document["endpointSlices"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn state_says_so_when_the_sync_loop_is_gone() {
+        let (queries, loop_side) = mpsc::channel::<StateQuery>(1);
+        drop(loop_side);
+        let error = status(queries).state().expect_err("no loop");
+        assert_eq!(error, "the sync loop is not running");
     }
 }

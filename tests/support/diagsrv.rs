@@ -54,8 +54,8 @@ impl DebugSource for Saves {
         }
     }
 
-    fn state(&self) -> Value {
-        json!({})
+    fn state(&self) -> Result<Value, String> {
+        Ok(json!({}))
     }
 }
 

@@ -189,12 +189,12 @@ impl DebugSource for AuditStatus {
         reader.save().map_err(|e| e.to_string())
     }
 
-    fn state(&self) -> serde_json::Value {
+    fn state(&self) -> Result<serde_json::Value, String> {
         let state = self.report().state.clone();
-        match state {
+        Ok(match state {
             Some(state) => state_document(&state),
             None => state_document(&ClusterState::default()),
-        }
+        })
     }
 
     fn drift(&self) -> Option<serde_json::Value> {

@@ -59,8 +59,8 @@ pub struct AppliedPayload {
     pub at: SystemTime,
     /// Whether it was a full sync.
     pub full_sync: bool,
-    /// The `iptables-restore` input.
-    pub payload: String,
+    /// The `iptables-restore` inputs, in the order they were applied (a full sync applies several).
+    pub transactions: Vec<String>,
 }
 
 /// A sync whose restore failed.
@@ -87,8 +87,9 @@ pub trait DebugSource: Send + Sync + 'static {
     /// A fresh `iptables-save` of `family`, taken now. May block (it runs a process); the server
     /// calls it off the async runtime.
     fn fresh_save(&self, family: IpFamily) -> Result<String, String>;
-    /// The proxy's view of Services and endpoints, as JSON.
-    fn state(&self) -> serde_json::Value;
+    /// The proxy's view of Services and endpoints, as JSON, or why it cannot be had. May block (the
+    /// sync loop answers between syncs); the server calls it off the async runtime.
+    fn state(&self) -> Result<serde_json::Value, String>;
     /// `--audit` only: the current drift findings, as JSON; `None` (404) when no audit runs.
     fn drift(&self) -> Option<serde_json::Value> {
         None
@@ -179,11 +180,12 @@ pub struct ProxyState {
 
 impl AppliedDoc {
     fn new(a: AppliedPayload) -> Self {
+        let payload = a.transactions.concat();
         AppliedDoc {
             time: format_time(a.at),
             full_sync: a.full_sync,
-            lines: a.payload.lines().count(),
-            payload: a.payload,
+            lines: payload.lines().count(),
+            payload,
         }
     }
 }
@@ -331,7 +333,7 @@ mod tests {
             Some(AppliedPayload {
                 at: UNIX_EPOCH + Duration::from_secs(10),
                 full_sync: true,
-                payload: "*filter\nCOMMIT\n".into(),
+                transactions: vec!["*filter\nCOMMIT\n".into()],
             })
         }
         fn last_failure(&self, _: IpFamily) -> Option<SyncFailure> {
@@ -340,8 +342,8 @@ mod tests {
         fn fresh_save(&self, _: IpFamily) -> Result<String, String> {
             Err("iptables-save: not found".into())
         }
-        fn state(&self) -> serde_json::Value {
-            serde_json::json!({})
+        fn state(&self) -> Result<serde_json::Value, String> {
+            Ok(serde_json::json!({}))
         }
     }
 
