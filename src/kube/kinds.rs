@@ -24,23 +24,52 @@ pub trait Watched:
     /// Converts the object to the model.
     fn convert(&self) -> Result<Converted<Self::Model>, ModelError>;
 
-    /// The object reduced to what identifies it (metadata without annotations; for an EndpointSlice
-    /// also its address type): what a deletion is reported with when the full object does not convert.
-    fn identity(&self) -> Self;
+    /// What identifies the object: what a deletion is reported with when the full object does not
+    /// convert.
+    fn identity(&self) -> Identity {
+        Identity::of(self.meta())
+    }
+
+    /// The object rebuilt from its identity alone, for converting a deletion.
+    fn from_identity(identity: &Identity) -> Self;
 
     /// Wraps a model event in the [`ClusterEvent`] for this kind.
     fn cluster_event(event: WatchEvent<Self::Model>) -> ClusterEvent;
 }
 
-/// The metadata that identifies an object: name, namespace, uid, resourceVersion and labels.
-fn identity_meta(meta: &ObjectMeta) -> ObjectMeta {
-    ObjectMeta {
-        name: meta.name.clone(),
-        namespace: meta.namespace.clone(),
-        uid: meta.uid.clone(),
-        resource_version: meta.resource_version.clone(),
-        labels: meta.labels.clone(),
-        ..ObjectMeta::default()
+/// What identifies a delivered object: its name, namespace and labels (for an EndpointSlice also its
+/// address type). One is held per watched object, so it is kept far smaller than the object's
+/// metadata: about 100 bytes plus the strings, against more than a kilobyte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    namespace: Option<String>,
+    name: Option<String>,
+    labels: Box<[(String, String)]>,
+    address_type: Option<String>,
+}
+
+impl Identity {
+    fn of(meta: &ObjectMeta) -> Identity {
+        Identity {
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone(),
+            labels: meta
+                .labels
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            address_type: None,
+        }
+    }
+
+    fn meta(&self) -> ObjectMeta {
+        ObjectMeta {
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+            labels: (!self.labels.is_empty()).then(|| self.labels.iter().cloned().collect()),
+            ..ObjectMeta::default()
+        }
     }
 }
 
@@ -52,9 +81,9 @@ impl Watched for core::Service {
         convert::service(self)
     }
 
-    fn identity(&self) -> Self {
+    fn from_identity(identity: &Identity) -> Self {
         core::Service {
-            metadata: identity_meta(&self.metadata),
+            metadata: identity.meta(),
             ..core::Service::default()
         }
     }
@@ -72,10 +101,17 @@ impl Watched for discovery::EndpointSlice {
         convert::endpoint_slice(self)
     }
 
-    fn identity(&self) -> Self {
+    fn identity(&self) -> Identity {
+        Identity {
+            address_type: Some(self.address_type.clone()),
+            ..Identity::of(&self.metadata)
+        }
+    }
+
+    fn from_identity(identity: &Identity) -> Self {
         discovery::EndpointSlice {
-            metadata: identity_meta(&self.metadata),
-            address_type: self.address_type.clone(),
+            metadata: identity.meta(),
+            address_type: identity.address_type.clone().unwrap_or_default(),
             endpoints: Vec::new(),
             ports: None,
         }
@@ -94,9 +130,9 @@ impl Watched for core::Node {
         convert::node(self)
     }
 
-    fn identity(&self) -> Self {
+    fn from_identity(identity: &Identity) -> Self {
         core::Node {
-            metadata: identity_meta(&self.metadata),
+            metadata: identity.meta(),
             ..core::Node::default()
         }
     }

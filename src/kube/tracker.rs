@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use ::kube::ResourceExt;
 use ::kube::runtime::watcher;
 
-use super::kinds::Watched;
+use super::kinds::{Identity, Watched};
 use crate::proxy::events::WatchEvent;
 
 /// The state of one kind's watch.
@@ -20,12 +20,12 @@ pub struct Tracker<K: Watched> {
     /// A list in progress: the converted objects and their identities.
     listing: Option<Listing<K>>,
     /// The identity of every object delivered and not deleted since, by `namespace/name`.
-    delivered: HashMap<String, K>,
+    delivered: HashMap<String, Identity>,
 }
 
 struct Listing<K: Watched> {
     models: Vec<K::Model>,
-    identities: HashMap<String, K>,
+    identities: HashMap<String, Identity>,
 }
 
 impl<K: Watched> Listing<K> {
@@ -127,7 +127,7 @@ impl<K: Watched> Tracker<K> {
     /// Reports a delivered object as deleted, with the identity it was delivered with.
     fn forget(&mut self, key: &str) -> Option<WatchEvent<K::Model>> {
         let identity = self.delivered.remove(key)?;
-        match identity.convert() {
+        match K::from_identity(&identity).convert() {
             Ok(converted) => Some(WatchEvent::Deleted(converted.value)),
             Err(error) => {
                 tracing::warn!(
