@@ -84,14 +84,11 @@ fn parse_rfc3339(stamp: &str) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::new(secs as u64, nanos))
 }
 
-fn peak_rss_mib(pid: u32) -> f64 {
+/// A `/proc/PID/status` memory line (`VmHWM:` is the peak RSS, `VmRSS:` the current one), in MiB.
+fn status_mib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(str::to_string)
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).map(str::to_string))
         .and_then(|l| {
             l.split_whitespace()
                 .nth(1)
@@ -153,10 +150,14 @@ fn proxy_at_scale() {
         };
         let pid = bed.proxy_pid().expect("proxy runs");
         println!(
-            "{n:>6} services: endpoint change -> rules in the kernel: p50 {:.0} ms  p99 {:.0} ms; proxy peak RSS {:.1} MiB",
+            "{n:>6} services: endpoint change -> rules in the kernel: p50 {:.0} ms  p99 {:.0} ms; \
+             proxy RSS {:.1} MiB (anonymous {:.1}, file {:.1}; peak {:.1} MiB)",
             pct(0.5),
             pct(0.99),
-            peak_rss_mib(pid)
+            status_mib(pid, "VmRSS:"),
+            status_mib(pid, "RssAnon:"),
+            status_mib(pid, "RssFile:"),
+            status_mib(pid, "VmHWM:")
         );
     }
 }
