@@ -34,7 +34,6 @@ FROM debian:bookworm-slim
 #   as kube-proxy's image does, is impossible with the DaemonSet's read-only root filesystem.
 # - nfacct: the accounting objects kube-proxy's rules count into (ct_state_invalid_dropped_pkts,
 #   localhost_nps_accepted_pkts).
-# - conntrack: removing stale UDP conntrack entries, and the diagnostics' view of them.
 # - kmod: modprobe, for the privileged init container (`proxy --init-only`), which loads kernel
 #   modules from the host's /lib/modules.
 # - ca-certificates: the system trust store, for a kubeconfig that relies on it rather than on the
@@ -44,7 +43,6 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         ca-certificates \
-        conntrack \
         iptables \
         kmod \
         nfacct \

@@ -92,7 +92,7 @@ impl FamilySyncer {
         }
     }
 
-    /// Cleans up stale UDP conntrack entries with `conntrack` after syncs that changed UDP Services.
+    /// Cleans up stale UDP conntrack entries (through ctnetlink) after syncs that changed UDP Services.
     pub fn with_conntrack(mut self, conntrack: Conntrack) -> FamilySyncer {
         self.conntrack = Some(conntrack);
         self
@@ -184,7 +184,8 @@ impl FamilySyncer {
             }
             Err(e) => {
                 tracing::warn!(%family, error = %e, "UDP conntrack cleanup failed");
-                None
+                // Entries deleted despite a refused deletion still count.
+                Some(e.deleted()).filter(|&deleted| deleted > 0)
             }
         }
     }

@@ -216,6 +216,26 @@ pub fn skip_unless_available(test: &str) -> bool {
     }
 }
 
+/// Like [`skip_unless_available`], for a test that also runs `tools` (looked up like the harness's
+/// own); a missing tool is a recorded skip too.
+pub fn skip_unless_available_with(test: &str, tools: &[&str]) -> bool {
+    if !skip_unless_available(test) {
+        return false;
+    }
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| tool(t).is_err()).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    record_skip(
+        test,
+        &format!(
+            "missing {} (on Debian, scripts/test installs it)",
+            missing.join(", ")
+        ),
+    );
+    false
+}
+
 fn record_skip(test: &str, reason: &str) {
     let line = format!("NETNS-SKIPPED: {test}: {reason}");
     let bar = "!".repeat(line.len().min(100));
