@@ -9,6 +9,9 @@ use clap::{ArgAction, Args, ValueEnum};
 use ipnet::IpNet;
 
 use super::duration::parse_duration;
+use crate::core::conntrack_tuning::{
+    ConntrackTuning, DEFAULT_MAX_PER_CORE, DEFAULT_MIN, timeout_seconds,
+};
 
 /// Where the diagnostics read the cluster state and the node's rules from; shared by `trace`, `chains`
 /// and `tui`.
@@ -274,10 +277,86 @@ pub struct ProxyArgs {
     /// The bit of the packet mark that flags traffic for masquerading
     #[arg(long, value_name = "BIT", default_value_t = 14, value_parser = clap::value_parser!(u8).range(0..=31))]
     pub iptables_masquerade_bit: u8,
+    /// kube-proxy's conntrack settings, applied by `--init-only`
+    #[command(flatten)]
+    pub conntrack: ConntrackArgs,
     /// Which flags with a default were typed on the command line (set by
     /// [`Cli::parse_args`](crate::cli::Cli::parse_args)); `--audit` overrides only those.
     #[arg(skip)]
     pub explicit: ExplicitFlags,
+}
+
+/// kube-proxy's conntrack flags, with its names, defaults and meaning. The node-wide settings need a
+/// privileged process in the host's network namespace, so `--init-only` applies them (the DaemonSet's
+/// init container); the long-running proxy only accepts them, so that both containers take one set of
+/// flags.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Conntrack (applied by --init-only)")]
+pub struct ConntrackArgs {
+    /// Maximum number of NAT connections to track per CPU core (0 to leave the limit as-is and
+    /// ignore --conntrack-min)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_MAX_PER_CORE,
+        value_parser = clap::value_parser!(u32).range(0..=i64::from(i32::MAX)),
+    )]
+    pub conntrack_max_per_core: u32,
+    /// Minimum number of conntrack entries to allocate, regardless of --conntrack-max-per-core
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_MIN,
+        value_parser = clap::value_parser!(u32).range(0..=i64::from(i32::MAX)),
+    )]
+    pub conntrack_min: u32,
+    /// Idle timeout for established TCP connections (0 to leave as-is)
+    #[arg(long, value_name = "DURATION", default_value = "24h0m0s", value_parser = parse_conntrack_timeout)]
+    pub conntrack_tcp_timeout_established: Duration,
+    /// NAT timeout for TCP connections in the CLOSE_WAIT state (0 to leave as-is)
+    #[arg(long, value_name = "DURATION", default_value = "1h0m0s", value_parser = parse_conntrack_timeout)]
+    pub conntrack_tcp_timeout_close_wait: Duration,
+    /// Accept out-of-window TCP packets: set nf_conntrack_tcp_be_liberal to 1 (false leaves it as-is)
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        hide_default_value = true,
+        hide_possible_values = true,
+        default_value_t = false,
+        action = ArgAction::Set,
+    )]
+    pub conntrack_tcp_be_liberal: bool,
+    /// Idle timeout for UNREPLIED UDP connections (0 to leave as-is)
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_conntrack_timeout)]
+    pub conntrack_udp_timeout: Duration,
+    /// Idle timeout for ASSURED UDP connections (0 to leave as-is)
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_conntrack_timeout)]
+    pub conntrack_udp_timeout_stream: Duration,
+}
+
+impl ConntrackArgs {
+    /// The settings these flags ask for.
+    pub fn tuning(&self) -> ConntrackTuning {
+        ConntrackTuning {
+            max_per_core: self.conntrack_max_per_core,
+            min: self.conntrack_min,
+            tcp_established_timeout: self.conntrack_tcp_timeout_established,
+            tcp_close_wait_timeout: self.conntrack_tcp_timeout_close_wait,
+            tcp_be_liberal: self.conntrack_tcp_be_liberal,
+            udp_timeout: self.conntrack_udp_timeout,
+            udp_stream_timeout: self.conntrack_udp_timeout_stream,
+        }
+    }
+}
+
+/// A conntrack timeout: a Go-style duration (`24h0m0s`, `45s`, `0`), 0 or at least a second.
+fn parse_conntrack_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = parse_duration(text)?;
+    timeout_seconds(timeout).map_err(|e| e.to_string())?;
+    Ok(timeout)
 }
 
 /// Which `proxy` flags that have a default value were given explicitly. A flag left at its default
@@ -562,6 +641,85 @@ mod tests {
         );
         let mut argv = vec!["test", "--iptables-masquerade-bit=32"];
         assert!(<ExpectedOnly as clap::Parser>::try_parse_from(argv.drain(..)).is_err());
+    }
+
+    fn proxy_error(args: &[&str]) -> String {
+        let mut argv = vec!["kubectl-svcproxy", "proxy"];
+        argv.extend_from_slice(args);
+        match Cli::parse_args(argv) {
+            Ok(_) => panic!("{args:?} was accepted"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    #[test]
+    fn conntrack_flags_default_to_kube_proxys_values() {
+        let conntrack = proxy(&[]).conntrack;
+        assert_eq!(conntrack.conntrack_max_per_core, 32_768);
+        assert_eq!(conntrack.conntrack_min, 131_072);
+        assert_eq!(
+            conntrack.conntrack_tcp_timeout_established,
+            Duration::from_secs(24 * 3600)
+        );
+        assert_eq!(
+            conntrack.conntrack_tcp_timeout_close_wait,
+            Duration::from_secs(3600)
+        );
+        assert!(!conntrack.conntrack_tcp_be_liberal);
+        assert_eq!(conntrack.conntrack_udp_timeout, Duration::ZERO);
+        assert_eq!(conntrack.conntrack_udp_timeout_stream, Duration::ZERO);
+        assert_eq!(conntrack.tuning(), ConntrackTuning::default());
+    }
+
+    #[test]
+    fn conntrack_flags_take_kube_proxys_spellings() {
+        let conntrack = proxy(&[
+            "--init-only",
+            "--conntrack-max-per-core=0",
+            "--conntrack-min",
+            "262144",
+            "--conntrack-tcp-timeout-established=2h",
+            "--conntrack-tcp-timeout-close-wait=0",
+            "--conntrack-tcp-be-liberal",
+            "--conntrack-udp-timeout=45s",
+            "--conntrack-udp-timeout-stream=1m30s",
+        ])
+        .conntrack;
+        assert_eq!(
+            conntrack.tuning(),
+            ConntrackTuning {
+                max_per_core: 0,
+                min: 262_144,
+                tcp_established_timeout: Duration::from_secs(7200),
+                tcp_close_wait_timeout: Duration::ZERO,
+                tcp_be_liberal: true,
+                udp_timeout: Duration::from_secs(45),
+                udp_stream_timeout: Duration::from_secs(90),
+            }
+        );
+        // What kube-proxy --write-config-to prints, and the explicit false.
+        let conntrack = proxy(&[
+            "--conntrack-tcp-timeout-established=24h0m0s",
+            "--conntrack-tcp-be-liberal=false",
+            "--conntrack-udp-timeout=0",
+        ])
+        .conntrack;
+        assert_eq!(conntrack.tuning(), ConntrackTuning::default());
+    }
+
+    #[test]
+    fn bad_conntrack_values_are_refused_with_the_reason() {
+        let err = proxy_error(&["--conntrack-udp-timeout=45"]);
+        assert!(err.contains("--conntrack-udp-timeout"), "{err}");
+        assert!(err.contains("invalid duration \"45\""), "{err}");
+        let err = proxy_error(&["--conntrack-tcp-timeout-established=500ms"]);
+        assert!(err.contains("shorter than a second"), "{err}");
+        let err = proxy_error(&["--conntrack-tcp-timeout-close-wait=-1h"]);
+        assert!(err.contains("invalid duration"), "{err}");
+        let err = proxy_error(&["--conntrack-max-per-core=-1"]);
+        assert!(err.contains("--conntrack-max-per-core"), "{err}");
+        let err = proxy_error(&["--conntrack-min=2147483648"]);
+        assert!(err.contains("--conntrack-min"), "{err}");
     }
 
     #[test]

@@ -12,8 +12,9 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 pub use args::{
-    BundleArgs, ChainsArgs, DetectLocalMode, ExpectedSettingsArgs, ExplicitFlags, IptablesBackend,
-    NodePortAddress, ProxyArgs, ProxySettingsArgs, RenderArgs, SourceArgs, TraceArgs, TuiArgs,
+    BundleArgs, ChainsArgs, ConntrackArgs, DetectLocalMode, ExpectedSettingsArgs, ExplicitFlags,
+    IptablesBackend, NodePortAddress, ProxyArgs, ProxySettingsArgs, RenderArgs, SourceArgs,
+    TraceArgs, TuiArgs,
 };
 pub use duration::parse_duration;
 pub use invocation::{DEFAULT_BIN_NAME, display_name};

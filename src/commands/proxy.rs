@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::node_context::node_context;
 use super::{Context, Outcome};
 use crate::cli::{IptablesBackend, ProxyArgs};
+use crate::core::conntrack_tuning::ConntrackTuning;
 use crate::core::model::{Node, NodeContext};
 use crate::core::parse::parse_dump;
 use crate::core::rules::IpFamily;
@@ -20,6 +21,7 @@ use crate::proxy::audit::status::AuditStatus;
 use crate::proxy::audit::{self, AuditTiming, EventPolicy, Expectations, FamilyReaders};
 use crate::proxy::cleanup::cleanup_payload;
 use crate::proxy::conntrack::Conntrack;
+use crate::proxy::conntrack_sysctls::{self, KernelFiles};
 use crate::proxy::health::{ProxyHealth, SystemClock};
 use crate::proxy::host::{self, ROUTE_LOCALNET, TCP_BE_LIBERAL};
 use crate::proxy::http::{HttpState, serve_health, serve_metrics};
@@ -122,10 +124,28 @@ fn init_only(args: &ProxyArgs) -> anyhow::Result<()> {
             format!("cannot set {ROUTE_LOCALNET} (needed for localhost NodePorts); run privileged")
         })?;
     }
+    tune_conntrack(&args.conntrack.tuning())?;
     for name in nfacct::OBJECTS {
         nfacct::ensure(name).with_context(|| format!("cannot create the nfacct object {name}"))?;
     }
     tracing::info!("node set up");
+    Ok(())
+}
+
+/// Applies the `--conntrack-*` flags to this machine, as kube-proxy does at start. A node-wide limit
+/// the kernel refuses to raise is a warning; anything else that fails is an error naming the fix.
+fn tune_conntrack(tuning: &ConntrackTuning) -> anyhow::Result<()> {
+    let files = KernelFiles::host();
+    let cpus = files.online_cpus();
+    let applied = conntrack_sysctls::apply(&files, tuning, cpus)
+        .map_err(|err| anyhow::anyhow!("{err}; {}", err.fix()))
+        .context("cannot apply the --conntrack-* settings")?;
+    for write in &applied.written {
+        tracing::info!(setting = %write.setting, from = write.from, to = write.to, "conntrack setting changed");
+    }
+    for refused in &applied.refused {
+        tracing::warn!("{refused}");
+    }
     Ok(())
 }
 

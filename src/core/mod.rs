@@ -1,5 +1,6 @@
 //! The pure core: no I/O, no clock, no randomness. The same input always gives the same output.
 
+pub mod conntrack_tuning;
 pub mod drift;
 pub mod model;
 pub mod parse;

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod cleanup;
 pub mod conntrack;
+pub mod conntrack_sysctls;
 pub mod deadline;
 pub mod events;
 pub mod health;

@@ -78,6 +78,16 @@ impl NetNs {
         run(&mut self.command(cmd, args)?, stdin)
     }
 
+    /// Runs `cmd args…` inside the namespace and returns what it did (exit status, stdout, stderr),
+    /// whether it succeeded or not.
+    pub fn output(&self, cmd: &str, args: &[&str]) -> Result<Output, String> {
+        let mut command = self.command(cmd, args)?;
+        command
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|err| format!("cannot run {}: {err}", describe(&command)))
+    }
+
     /// Starts `cmd args…` inside the namespace in the background. The returned guard ends the process
     /// by its PID when dropped.
     pub fn spawn(&self, cmd: &str, args: &[&str]) -> Result<NsChild, String> {
