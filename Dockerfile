@@ -32,10 +32,10 @@ FROM debian:bookworm-slim
 #   iptables-legacy, with their -save and -restore tools and the ip6tables twins. A backend is
 #   chosen by program name (iptables-legacy-restore, ...): switching the alternatives at run time,
 #   as kube-proxy's image does, is impossible with the DaemonSet's read-only root filesystem.
-# - nfacct: the accounting objects kube-proxy's rules count into (ct_state_invalid_dropped_pkts,
-#   localhost_nps_accepted_pkts).
-# - kmod: modprobe, for the privileged init container (`proxy --init-only`), which loads kernel
-#   modules from the host's /lib/modules.
+# - kmod: modprobe, for the privileged init container (`proxy --init-only`), which loads the
+#   nf_conntrack module from the host's /lib/modules when the node has not loaded it.
+# The nfacct accounting objects and conntrack cleanup go through netlink: no nfacct or conntrack
+# tools are needed.
 # - ca-certificates: the system trust store, for a kubeconfig that relies on it rather than on the
 #   cluster CA (the one in deploy/ names the cluster CA).
 # Versions are not pinned: bookworm's security updates should land on every rebuild.
@@ -45,7 +45,6 @@ RUN apt-get update \
         ca-certificates \
         iptables \
         kmod \
-        nfacct \
     && rm -rf /var/lib/apt/lists/* \
     && iptables-legacy --version \
     && iptables-nft --version \

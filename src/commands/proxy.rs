@@ -124,6 +124,14 @@ fn init_only(args: &ProxyArgs) -> anyhow::Result<()> {
             format!("cannot set {ROUTE_LOCALNET} (needed for localhost NodePorts); run privileged")
         })?;
     }
+    if !std::path::Path::new(host::CONNTRACK_SYSCTLS).exists() {
+        // Usually loaded already (by the CNI plugin or the container runtime); its settings and
+        // the proxy's rules need it.
+        match host::load_module("nf_conntrack") {
+            Ok(()) => tracing::info!("loaded the nf_conntrack kernel module"),
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
     tune_conntrack(&args.conntrack.tuning())?;
     for name in nfacct::OBJECTS {
         nfacct::ensure(name).with_context(|| format!("cannot create the nfacct object {name}"))?;

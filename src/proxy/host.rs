@@ -8,6 +8,26 @@ pub const ROUTE_LOCALNET: &str = "net/ipv4/conf/all/route_localnet";
 /// When non-zero, conntrack accepts out-of-window TCP packets and the INVALID-drop rule is not needed.
 pub const TCP_BE_LIBERAL: &str = "net/netfilter/nf_conntrack_tcp_be_liberal";
 
+/// Where the conntrack settings appear once the `nf_conntrack` module is loaded.
+pub const CONNTRACK_SYSCTLS: &str = "/proc/sys/net/netfilter/nf_conntrack_max";
+
+/// Loads kernel module `module` with `modprobe` (from the host's `/lib/modules`, which the DaemonSet
+/// mounts into the init container). The error says what failed, with `modprobe`'s own message.
+pub fn load_module(module: &str) -> Result<(), String> {
+    let output = std::process::Command::new("modprobe")
+        .args(["--", module])
+        .output()
+        .map_err(|e| format!("cannot run modprobe {module}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "modprobe {module} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
 /// Every local address of this network namespace, IPv4 from `/proc/net/fib_trie` and IPv6 from
 /// `/proc/net/if_inet6`; loopback included.
 pub fn local_addresses() -> Vec<IpAddr> {
@@ -73,6 +93,15 @@ pub fn write_sysctl(name: &str, value: i64) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_module_that_cannot_be_loaded_is_an_error_naming_it() {
+        let error = load_module("svcproxy-no-such-module").expect_err("no such module");
+        assert!(
+            error.contains("modprobe svcproxy-no-such-module"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn fib_trie_local_addresses() {
