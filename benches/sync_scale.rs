@@ -2,6 +2,14 @@
 //! at 1k, 5k and 10k Services x 10 endpoints, in a throwaway network namespace. Needs root, `ip` and
 //! `nfacct`. Run with `cargo bench --bench sync_scale`; under `cargo test` it runs once at a small size
 //! as a smoke test (and says so when it cannot run).
+//!
+//! After the partial syncs it measures the kernel's floor at that size: the time of a restore that
+//! only appends one `-j RETURN` rule to a scratch chain. With nf_tables, every transaction that adds a
+//! rule makes the kernel re-validate every chain reachable from the table's base chains
+//! (`nft_table_validate`), so no partial sync that adds a rule can be faster than this.
+//!
+//! `SVCPROXY_SCALE` (comma-separated sizes) and `SVCPROXY_BACKEND` (`nft`, `legacy`; default: what
+//! plain `iptables` is) choose what to run.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -78,15 +86,39 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
+/// The backend `SVCPROXY_BACKEND` names.
+fn backend() -> Backend {
+    match std::env::var("SVCPROXY_BACKEND").as_deref() {
+        Ok("legacy") => Backend::Legacy,
+        Ok("nft") => Backend::Nft,
+        _ => Backend::Default,
+    }
+}
+
+/// p50 and p99 of `rounds` restores that each add one rule to a scratch chain, then removes it.
+fn kernel_floor(tools: &Iptables, rounds: usize) -> Result<(Duration, Duration), String> {
+    const ADD: &str = "*nat\n:SVCPROXY-FLOOR - [0:0]\n-A SVCPROXY-FLOOR -j RETURN\nCOMMIT\n";
+    const REMOVE: &str = "*nat\n:SVCPROXY-FLOOR - [0:0]\n-X SVCPROXY-FLOOR\nCOMMIT\n";
+    let mut times = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let start = Instant::now();
+        tools.restore(ADD).map_err(|e| e.to_string())?;
+        times.push(start.elapsed());
+    }
+    tools.restore(REMOVE).map_err(|e| e.to_string())?;
+    times.sort();
+    Ok((percentile(&times, 0.5), percentile(&times, 0.99)))
+}
+
 fn scale(services: usize, changes: usize) -> Result<(), String> {
     let ns = Namespace::create()?;
-    let tools = Iptables::new(IpFamily::V4, Backend::Default).with_prefix(vec![
+    let tools = Iptables::new(IpFamily::V4, backend()).with_prefix(vec![
         "ip".into(),
         "netns".into(),
         "exec".into(),
         ns.0.clone(),
     ]);
-    let mut syncer = FamilySyncer::new(tools);
+    let mut syncer = FamilySyncer::new(tools.clone());
     let ctx = NodeContext::new(
         "node-0",
         vec!["192.168.0.10".parse().map_err(|e| format!("{e}"))?],
@@ -128,18 +160,28 @@ fn scale(services: usize, changes: usize) -> Result<(), String> {
         changes,
         bytes / changes.max(1)
     );
+    let (floor_p50, floor_p99) = kernel_floor(&tools, changes.min(30))?;
+    println!(
+        "{services:>6} services: kernel floor, a restore adding one rule to this table: p50 {:>6.1} ms  p99 {:>6.1} ms",
+        ms(floor_p50),
+        ms(floor_p99)
+    );
     Ok(())
 }
 
 fn main() {
     let benchmarking = std::env::args().any(|a| a == "--bench");
-    let sizes: &[usize] = if benchmarking {
-        &[1_000, 5_000, 10_000]
-    } else {
-        &[50]
+    let sizes: Vec<usize> = match std::env::var("SVCPROXY_SCALE") {
+        Ok(list) if benchmarking => list
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect(),
+        _ if benchmarking => vec![1_000, 5_000, 10_000],
+        _ => vec![50],
     };
+    println!("backend: {:?}", backend());
     let changes = if benchmarking { 100 } else { 5 };
-    for &services in sizes {
+    for &services in &sizes {
         if let Err(e) = scale(services, changes) {
             println!(
                 "sync_scale cannot run here ({e}); it needs root, iproute2, iptables and nfacct"
