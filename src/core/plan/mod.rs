@@ -111,16 +111,7 @@ impl RuleSet {
     /// Names of per-service nat chains in `existing` (for example from the node's `iptables-save`) that
     /// this ruleset does not have: the stale chains a sync deletes.
     pub fn stale_chains<'a>(&self, existing: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-        let active: std::collections::HashSet<&str> = self.service_chain_names().collect();
-        let mut stale: Vec<String> = existing
-            .into_iter()
-            .filter(|name| SERVICE_CHAIN_PREFIXES.iter().any(|p| name.starts_with(p)))
-            .filter(|name| !active.contains(name))
-            .map(str::to_string)
-            .collect();
-        stale.sort();
-        stale.dedup();
-        stale
+        stale_chains(self.service_chain_names(), existing)
     }
 
     /// Replaces every port of `service` with `ports` (an empty list removes the Service) and returns the
@@ -176,6 +167,23 @@ impl RuleSet {
     }
 }
 
+/// The per-service chains among `existing` that are not `active`, sorted and without duplicates.
+pub(crate) fn stale_chains<'a, 'b>(
+    active: impl IntoIterator<Item = &'a str>,
+    existing: impl IntoIterator<Item = &'b str>,
+) -> Vec<String> {
+    let active: std::collections::HashSet<&str> = active.into_iter().collect();
+    let mut stale: Vec<String> = existing
+        .into_iter()
+        .filter(|name| SERVICE_CHAIN_PREFIXES.iter().any(|p| name.starts_with(p)))
+        .filter(|name| !active.contains(name))
+        .map(str::to_string)
+        .collect();
+    stale.sort();
+    stale.dedup();
+    stale
+}
+
 /// Total endpoints over all proxied service ports of `family`: above the threshold kube-proxy switches to
 /// large-cluster mode.
 pub fn count_endpoints(state: &ClusterState, ctx: &NodeContext, family: IpFamily) -> usize {
@@ -190,6 +198,22 @@ pub fn count_endpoints(state: &ClusterState, ctx: &NodeContext, family: IpFamily
 
 /// Plans the whole ruleset of one node for one family.
 pub fn plan(state: &ClusterState, ctx: &NodeContext, family: IpFamily) -> RuleSet {
+    let mut services = BTreeMap::new();
+    let mut rules = plan_by_service(state, ctx, family, |ports| services.extend(ports));
+    rules.services = services;
+    rules
+}
+
+/// Plans like [`plan`], but hands each Service's ports (in name order, Services in name order) to
+/// `sink` as soon as they are planned, and returns the ruleset without them: the mode and the fixed
+/// chains. A full sync renders and forgets each Service as it comes, so the whole ruleset never has
+/// to be held at once.
+pub fn plan_by_service(
+    state: &ClusterState,
+    ctx: &NodeContext,
+    family: IpFamily,
+    mut sink: impl FnMut(ServicePorts),
+) -> RuleSet {
     let index = endpoints::SliceIndex::new(state);
     // Endpoints first: their total decides large-cluster mode, which shapes every Service's rules.
     let per_port: Vec<_> = state
@@ -204,17 +228,35 @@ pub fn plan(state: &ClusterState, ctx: &NodeContext, family: IpFamily) -> RuleSe
     let total_endpoints: usize = per_port.iter().map(|(_, _, eps)| eps.len()).sum();
     let large_cluster = total_endpoints > ctx.large_cluster_threshold;
     // Consumed port by port, so each port's endpoint list is freed as soon as its rules exist.
-    let services = per_port
-        .into_iter()
-        .map(|(svc, port, eps)| service::plan_port(ctx, family, large_cluster, svc, port, eps))
-        .collect();
+    let mut current: ServicePorts = Vec::new();
+    for (svc, port, eps) in per_port {
+        if current
+            .first()
+            .is_some_and(|(name, _)| name.service != svc.id)
+        {
+            current.sort_by(|a, b| a.0.cmp(&b.0));
+            sink(std::mem::take(&mut current));
+        }
+        current.push(service::plan_port(
+            ctx,
+            family,
+            large_cluster,
+            svc,
+            port,
+            eps,
+        ));
+    }
+    if !current.is_empty() {
+        current.sort_by(|a, b| a.0.cmp(&b.0));
+        sink(current);
+    }
     RuleSet {
         family,
         large_cluster,
         filter_chains: fixed::filter_chains(ctx, family),
         nat_chains: fixed::nat_chains(ctx),
         services_tail: fixed::services_tail(ctx, family),
-        services,
+        services: BTreeMap::new(),
     }
 }
 

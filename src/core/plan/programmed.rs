@@ -152,6 +152,16 @@ impl ProgrammedRules {
         old
     }
 
+    /// Names of per-service nat chains in `existing` that were not programmed: the stale chains a
+    /// full sync deletes.
+    pub fn stale_chains<'a>(&self, existing: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let active = self
+            .services
+            .values()
+            .flat_map(|s| s.chains.iter().map(|c| c.name.as_str()));
+        super::stale_chains(active, existing)
+    }
+
     /// Endpoints over every programmed port (for the large-cluster threshold).
     pub fn endpoint_count(&self) -> usize {
         self.services.values().map(|s| s.endpoint_count).sum()

@@ -12,11 +12,11 @@
 
 mod node_dump;
 mod partial;
+mod transactions;
 
 use std::collections::BTreeMap;
 
-use crate::core::model::NamespacedName;
-use crate::core::plan::{RuleSet, ServiceRules};
+use crate::core::plan::{EntryRule, ProgrammedRules, RuleSet};
 use crate::core::rules::format::{Form, write_append, write_chain_declaration};
 use crate::core::rules::names::{
     KUBE_EXTERNAL_SERVICES, KUBE_NODEPORTS, KUBE_PROXY_FIREWALL, KUBE_SERVICES,
@@ -27,6 +27,7 @@ pub use node_dump::render_node_dump;
 pub use partial::{
     PartialRenderError, render_partial, render_service_update, render_service_updates,
 };
+pub use transactions::{TransactionWriter, render_transactions};
 
 /// One whole `iptables-restore --noflush` payload: `*filter` then `*nat`.
 pub fn render_full(rules: &RuleSet) -> String {
@@ -36,89 +37,29 @@ pub fn render_full(rules: &RuleSet) -> String {
 /// [`render_full`], also deleting the `stale` per-service chains (see [`RuleSet::stale_chains`]).
 pub fn render_full_with_stale(rules: &RuleSet, stale: &[String]) -> String {
     let mut out = String::with_capacity(estimate_size(rules));
-    write_entry_tables(&mut out, rules, true, stale);
+    let service_chains = rules.services.values().flat_map(|s| s.chains.iter());
+    write_entry_tables(
+        &mut out,
+        &FixedChains::of_rules(rules),
+        rules.family,
+        service_chains,
+        stale,
+    );
     out
 }
 
-/// The full ruleset as bounded transactions: per-service chains in groups of whole Services of at most
-/// about `max_rules` rules each (a Service larger than that gets a transaction of its own), then one
-/// final transaction with the entry chains and stale-chain deletion. Applied in order, every
-/// intermediate state is consistent: new chains are unreferenced until the final switch.
-pub fn render_transactions(rules: &RuleSet, stale: &[String], max_rules: usize) -> Vec<String> {
-    let mut transactions = Vec::new();
-    let mut group: Vec<&ServiceRules> = Vec::new();
-    let mut group_rules = 0usize;
-    let mut current_service: Option<&NamespacedName> = None;
-    for (name, service) in &rules.services {
-        let size: usize = service.chains.iter().map(|c| c.rules.len()).sum();
-        let same_service = current_service == Some(&name.service);
-        if !same_service && group_rules > 0 && group_rules + size > max_rules {
-            transactions.push(render_service_chains(&group, rules.family));
-            group.clear();
-            group_rules = 0;
-        }
-        current_service = Some(&name.service);
-        if size > 0 {
-            group.push(service);
-            group_rules += size;
-        }
-    }
-    if !group.is_empty() {
-        transactions.push(render_service_chains(&group, rules.family));
-    }
-    // Service chains jump to KUBE-MARK-MASQ: on a fresh node the first transaction must create it, and
-    // rewriting the static nat chains whole is harmless on a node that has them.
-    if let Some(first) = transactions.first_mut() {
-        *first = with_static_nat_chains(first, rules);
-    }
-    let mut last = String::new();
-    write_entry_tables(&mut last, rules, false, stale);
-    transactions.push(last);
-    transactions
-}
-
-/// `transaction` (a nat transaction) with the static nat chains (`KUBE-POSTROUTING`,
-/// `KUBE-MARK-MASQ`) declared and written in full at its start.
-fn with_static_nat_chains(transaction: &str, rules: &RuleSet) -> String {
-    let body = transaction.strip_prefix("*nat\n").unwrap_or(transaction);
-    let mut out = String::with_capacity(transaction.len() + 512);
-    out.push_str("*nat\n");
-    let statics = rules.nat_chains.iter().filter(|c| !c.rules.is_empty());
-    for chain in statics.clone() {
-        push_declaration(&mut out, &chain.name);
-    }
-    for chain in statics {
-        write_chain_rules(&mut out, &chain.name, chain.rules.iter(), rules.family);
-    }
-    out.push_str(body);
-    out
-}
-
-/// A nat transaction that declares and fills the own chains of some services.
-fn render_service_chains(services: &[&ServiceRules], family: IpFamily) -> String {
-    let mut out = String::new();
-    out.push_str("*nat\n");
-    for chain in services.iter().flat_map(|s| &s.chains) {
-        push_declaration(&mut out, &chain.name);
-    }
-    for chain in services.iter().flat_map(|s| &s.chains) {
-        write_chain_rules(&mut out, &chain.name, chain.rules.iter(), family);
-    }
-    out.push_str("COMMIT\n");
-    out
-}
-
-/// Writes `*filter` and `*nat`: the fixed chains, optionally every service's own chains, and the
+/// Writes `*filter` and `*nat`: the fixed chains (assembled with every service's entry rules), then
+/// `service_chains` (declared and written; none for the final transaction of a full sync), and the
 /// deletion of `stale` chains.
-fn write_entry_tables(
+fn write_entry_tables<'a, I>(
     out: &mut String,
-    rules: &RuleSet,
-    with_service_chains: bool,
+    fixed: &FixedChains<'a>,
+    family: IpFamily,
+    service_chains: I,
     stale: &[String],
-) {
-    let family = rules.family;
-    let fixed = FixedChains::assemble(rules);
-
+) where
+    I: Iterator<Item = &'a Chain> + Clone,
+{
     out.push_str("*filter\n");
     for (name, _) in &fixed.filter {
         push_declaration(out, name);
@@ -132,11 +73,8 @@ fn write_entry_tables(
     for (name, _) in &fixed.nat {
         push_declaration(out, name);
     }
-    let service_chains = || rules.services.values().flat_map(|s| s.chains.iter());
-    if with_service_chains {
-        for chain in service_chains() {
-            push_declaration(out, &chain.name);
-        }
+    for chain in service_chains.clone() {
+        push_declaration(out, &chain.name);
     }
     for name in stale {
         push_declaration(out, name);
@@ -144,10 +82,8 @@ fn write_entry_tables(
     for (name, chain_rules) in &fixed.nat {
         write_chain_rules(out, name, chain_rules.iter().copied(), family);
     }
-    if with_service_chains {
-        for chain in service_chains() {
-            write_chain_rules(out, &chain.name, chain.rules.iter(), family);
-        }
+    for chain in service_chains {
+        write_chain_rules(out, &chain.name, chain.rules.iter(), family);
     }
     for name in stale {
         out.push_str("-X ");
@@ -184,7 +120,32 @@ struct FixedChains<'a> {
 }
 
 impl<'a> FixedChains<'a> {
-    fn assemble(rules: &'a RuleSet) -> Self {
+    /// The fixed chains of `rules`, with its services' entry rules.
+    fn of_rules(rules: &'a RuleSet) -> Self {
+        Self::assemble(
+            &rules.filter_chains,
+            &rules.nat_chains,
+            rules.services.values().flat_map(|s| &s.entries),
+            &rules.services_tail,
+        )
+    }
+
+    /// The fixed chains of what was programmed, with every port's entry rules.
+    fn of_programmed(rules: &'a ProgrammedRules) -> Self {
+        Self::assemble(
+            &rules.filter_chains,
+            &rules.nat_chains,
+            rules.services.values().flat_map(|s| &s.entries),
+            &rules.services_tail,
+        )
+    }
+
+    fn assemble(
+        filter_chains: &'a [Chain],
+        nat_chains: &'a [Chain],
+        entries: impl Iterator<Item = &'a EntryRule>,
+        services_tail: &'a [Rule],
+    ) -> Self {
         let with_static_rules = |fixed: &'a [Chain]| -> Vec<(&'a str, Vec<&'a Rule>)> {
             fixed
                 .iter()
@@ -198,9 +159,9 @@ impl<'a> FixedChains<'a> {
                 })
                 .collect()
         };
-        let mut filter = with_static_rules(&rules.filter_chains);
-        let mut nat = with_static_rules(&rules.nat_chains);
-        for entry in rules.services.values().flat_map(|s| &s.entries) {
+        let mut filter = with_static_rules(filter_chains);
+        let mut nat = with_static_rules(nat_chains);
+        for entry in entries {
             let chains = match entry.table {
                 Table::Filter => &mut filter,
                 Table::Nat => &mut nat,
@@ -211,7 +172,7 @@ impl<'a> FixedChains<'a> {
             }
         }
         for (_, chain_rules) in nat.iter_mut().filter(|(name, _)| *name == KUBE_SERVICES) {
-            chain_rules.extend(rules.services_tail.iter());
+            chain_rules.extend(services_tail.iter());
         }
         FixedChains { filter, nat }
     }
@@ -230,7 +191,7 @@ fn estimate_size(rules: &RuleSet) -> usize {
 /// rules in order (entry chains assembled). Used by the diagnostics and tests to compare with a dump.
 pub fn owned_chains(rules: &RuleSet, table: Table) -> BTreeMap<String, Vec<Rule>> {
     let mut chains = BTreeMap::new();
-    let fixed = FixedChains::assemble(rules);
+    let fixed = FixedChains::of_rules(rules);
     let fixed = match table {
         Table::Filter => fixed.filter,
         Table::Nat => fixed.nat,
