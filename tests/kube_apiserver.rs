@@ -150,6 +150,80 @@ async fn list_then_watch_sees_changes_in_order() {
 }
 
 #[tokio::test]
+async fn lists_come_in_pages_and_a_stale_continue_token_expires() {
+    let server = ApiServer::start();
+    for name in ["a", "b", "c", "d", "e"] {
+        server.apply(&service("default", name, &[]));
+    }
+    let api: Api<Service> = Api::all(server.client().await);
+
+    let mut seen = Vec::new();
+    let mut params = ListParams::default().limit(2);
+    let mut pages = 0;
+    loop {
+        let page = api.list(&params).await.expect("a page");
+        pages += 1;
+        assert!(page.items.len() <= 2, "at most the limit");
+        seen.extend(names(&page.items));
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, ["a", "b", "c", "d", "e"]);
+
+    let first = api
+        .list(&ListParams::default().limit(2))
+        .await
+        .expect("first page");
+    let token = first.metadata.continue_.expect("more to come");
+    server.apply(&service("default", "f", &[]));
+    let status = api_error(
+        api.list(&ListParams::default().limit(2).continue_token(&token))
+            .await,
+    );
+    assert_eq!((status.code, status.reason.as_str()), (410, "Expired"));
+}
+
+#[tokio::test]
+async fn kube_watcher_lists_in_pages() {
+    let server = ApiServer::start();
+    for i in 0..7 {
+        server.apply(&service("default", &format!("s{i}"), &[]));
+    }
+    let api: Api<Service> = Api::all(server.client().await);
+    let mut stream = watcher(api, watcher::Config::default().page_size(3))
+        .default_backoff()
+        .boxed();
+    let mut listed = Vec::new();
+    loop {
+        let event = tokio::time::timeout(WAIT, stream.next())
+            .await
+            .expect("an event")
+            .expect("the watcher runs")
+            .expect("no error");
+        match event {
+            watcher::Event::InitApply(s) => listed.push(s.metadata.name.unwrap_or_default()),
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    assert_eq!(listed, ["s0", "s1", "s2", "s3", "s4", "s5", "s6"]);
+    let limits: Vec<String> = server
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.path.ends_with("/services")
+                && r.query.as_deref().is_some_and(|q| !q.contains("watch="))
+        })
+        .map(|r| r.query.unwrap_or_default())
+        .collect();
+    assert_eq!(limits.len(), 3, "three pages of three: {limits:?}");
+    assert!(limits.iter().all(|q| q.contains("limit=3")), "{limits:?}");
+}
+
+#[tokio::test]
 async fn watch_from_an_older_version_replays_what_happened_since() {
     let server = ApiServer::start();
     let api: Api<ConfigMap> = Api::namespaced(server.client().await, "default");

@@ -271,9 +271,16 @@ fn list(
         Err(why) => return bad_request(&why),
     };
     let (items, rv) = shared.lock().store.list(&filter);
+    let page = match Page::of(params, rv) {
+        Ok(page) => page,
+        Err(response) => return *response,
+    };
+    let total = items.len();
     // Items of a list carry no apiVersion/kind, as the API server sends them.
     let items: Vec<Value> = items
         .into_iter()
+        .skip(page.offset)
+        .take(page.limit.unwrap_or(usize::MAX))
         .map(|mut item| {
             if let Value::Object(map) = &mut item {
                 map.remove("apiVersion");
@@ -282,15 +289,61 @@ fn list(
             item
         })
         .collect();
+    let mut metadata = json!({"resourceVersion": rv.to_string()});
+    let next = page.offset + items.len();
+    if page.limit.is_some() && next < total {
+        metadata["continue"] = json!(format!("{rv}/{next}"));
+        metadata["remainingItemCount"] = json!(total - next);
+    }
     json_response(
         StatusCode::OK,
         &json!({
             "kind": format!("{}List", def.kind),
             "apiVersion": def.api_version(),
-            "metadata": {"resourceVersion": rv.to_string()},
+            "metadata": metadata,
             "items": items,
         }),
     )
+}
+
+/// One page of a list: `limit` items from `offset`, as asked with `limit` and `continue`.
+struct Page {
+    limit: Option<usize>,
+    offset: usize,
+}
+
+impl Page {
+    /// Reads `limit` and `continue`. A continue token names the resourceVersion of the first page
+    /// and the offset; when anything changed since, the token is too old (410 Expired), as on a real
+    /// API server whose snapshot was compacted, and the client lists again from the start.
+    fn of(params: &HashMap<String, String>, rv: u64) -> Result<Page, Box<Response>> {
+        let limit = match params.get("limit").map(String::as_str) {
+            None | Some("") | Some("0") => None,
+            Some(text) => match text.parse::<usize>() {
+                Ok(limit) => Some(limit),
+                Err(_) => return Err(Box::new(bad_request(&format!("invalid limit {text:?}")))),
+            },
+        };
+        let Some(token) = params.get("continue").filter(|t| !t.is_empty()) else {
+            return Ok(Page { limit, offset: 0 });
+        };
+        let parsed = token
+            .split_once('/')
+            .and_then(|(at, offset)| Some((at.parse::<u64>().ok()?, offset.parse().ok()?)));
+        match parsed {
+            None => Err(Box::new(bad_request(&format!(
+                "invalid continue token {token:?}"
+            )))),
+            Some((at, _)) if at != rv => Err(Box::new(failure(
+                410,
+                "Expired",
+                "The provided continue parameter is too old to display a consistent list result. \
+                 You can start a new list without the continue parameter.",
+                None,
+            ))),
+            Some((_, offset)) => Ok(Page { limit, offset }),
+        }
+    }
 }
 
 fn watch(

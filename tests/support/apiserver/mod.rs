@@ -2,7 +2,8 @@
 //! drives directly.
 //!
 //! It serves core/v1 `services`, `nodes`, `pods`, `events`, `configmaps`, discovery.k8s.io/v1
-//! `endpointslices` and events.k8s.io/v1 `events`: list (label and field selectors), watch (from a
+//! `endpointslices` and events.k8s.io/v1 `events`: list (label and field selectors, pages with `limit`
+//! and `continue`), watch (from a
 //! resourceVersion, with bookmarks and 410 Expired), get, create, update, merge-patch and delete, plus
 //! the `pods/proxy` subresource, forwarded to a target the test registers, and the `pods/exec`
 //! subresource over WebSocket (the `v5.channel.k8s.io`/`v4.channel.k8s.io` protocols kube's client
