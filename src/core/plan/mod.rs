@@ -198,9 +198,10 @@ pub fn count_endpoints(state: &ClusterState, ctx: &NodeContext, family: IpFamily
 
 /// Plans the whole ruleset of one node for one family.
 pub fn plan(state: &ClusterState, ctx: &NodeContext, family: IpFamily) -> RuleSet {
-    let mut services = BTreeMap::new();
-    let mut rules = plan_by_service(state, ctx, family, |ports| services.extend(ports));
-    rules.services = services;
+    let mut ports = Vec::new();
+    let mut rules = plan_by_service(state, ctx, family, |service| ports.extend(service));
+    // Already in order: collecting builds the map in bulk instead of inserting one by one.
+    rules.services = ports.into_iter().collect();
     rules
 }
 
