@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 
 use svcproxy::core::model::NodeContext;
 use svcproxy::core::parse::parse_dump;
-use svcproxy::core::plan::{plan, plan_service};
+use svcproxy::core::plan::{ProgrammedRules, plan, plan_service};
 use svcproxy::core::render::{
-    render_full, render_node_dump, render_partial, render_service_update,
+    render_full, render_node_dump, render_partial, render_service_updates,
 };
 use svcproxy::core::rules::IpFamily;
 use svcproxy::synthetic;
@@ -200,22 +200,24 @@ fn main() {
     let full_size = render_full(&old).len();
     let changed = synthetic::service(services / 2).id;
     state.insert_slice(synthetic::slice(services / 2, 10, 1));
-    let mut current = old.clone();
-    let (median, min) = measure(runs * 10, || {
+    // What the proxy keeps between syncs, and the path its partial syncs take.
+    let mut current = ProgrammedRules::from(old.clone());
+    let mut render_change = || {
         let after = plan_service(&state, &ctx, IpFamily::V4, current.large_cluster, &changed);
-        let before = current.replace_service(&changed, after.clone());
-        let payload = render_service_update(IpFamily::V4, &before, &after);
-        current.replace_service(&changed, before);
+        let before = current.replace_service(&changed, &after);
+        let updates = [(before, after)];
+        let payload = render_service_updates(IpFamily::V4, &updates);
+        // Put back what was programmed, so every run renders the same change.
+        let [(before, after)] = updates;
+        for (name, _) in &after {
+            current.services.remove(name);
+        }
+        current.services.extend(before);
         payload
-    });
-    let after = plan_service(&state, &ctx, IpFamily::V4, old.large_cluster, &changed);
-    let before = current.replace_service(&changed, after.clone());
-    let partial = render_service_update(IpFamily::V4, &before, &after);
-    let mut new = old.clone();
-    new.replace_service(
-        &changed,
-        plan_service(&state, &ctx, IpFamily::V4, old.large_cluster, &changed),
-    );
+    };
+    let (median, min) = measure(runs * 10, &mut render_change);
+    let partial = render_change();
+    let new = plan(&state, &ctx, IpFamily::V4);
     let checked =
         render_partial(&old, &new, &BTreeSet::from([changed.clone()])).expect("partial payload");
     assert_eq!(partial, checked, "both partial paths agree");

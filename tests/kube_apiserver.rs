@@ -178,6 +178,13 @@ async fn lists_come_in_pages_and_a_stale_continue_token_expires() {
         .await
         .expect("first page");
     let token = first.metadata.continue_.expect("more to come");
+    // A change to another kind leaves the token valid.
+    server.apply(&node("n1"));
+    let second = api
+        .list(&ListParams::default().limit(2).continue_token(&token))
+        .await
+        .expect("the next page despite a Node change");
+    assert_eq!(names(&second.items), ["c", "d"]);
     server.apply(&service("default", "f", &[]));
     let status = api_error(
         api.list(&ListParams::default().limit(2).continue_token(&token))

@@ -226,7 +226,8 @@ async fn serve(
     let tools = families(backend);
     let health = Arc::new(ProxyHealth::for_sync_period(args.iptables_sync_period));
     let metrics = Arc::new(ProxyMetrics::new());
-    let (queries, query_rx) = mpsc::channel(8);
+    // A few /debug/state requests may wait for the sync loop; more are turned away at once.
+    let (queries, query_rx) = mpsc::channel(2);
     let (status, health_checks) = ProxyStatus::new(
         node_name.clone(),
         health.clone(),

@@ -318,9 +318,27 @@ async fn debug_iptables(
     }
 }
 
+/// How long `/debug/state` waits for the sync loop, which answers between syncs.
+const STATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn debug_state(State(s): State<HttpState>) -> Response {
     let source = s.debug.clone();
-    match tokio::task::spawn_blocking(move || source.state()).await {
+    let answer = tokio::time::timeout(
+        STATE_TIMEOUT,
+        tokio::task::spawn_blocking(move || source.state()),
+    )
+    .await;
+    let Ok(answer) = answer else {
+        return with_headers(
+            StatusCode::SERVICE_UNAVAILABLE,
+            TEXT_PLAIN,
+            format!(
+                "the proxy state is not available: the sync loop did not answer within {} s (a long sync is running); try again\n",
+                STATE_TIMEOUT.as_secs()
+            ),
+        );
+    };
+    match answer {
         Ok(Ok(state)) => json(&debug::ProxyState::new(s.clock.now(), state)),
         Ok(Err(e)) => with_headers(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -250,10 +250,19 @@ impl DebugSource for ProxyStatus {
     fn state(&self) -> Result<serde_json::Value, String> {
         let (reply, answer) = oneshot::channel();
         let query: StateQuery = Box::new(move |state| {
-            let _ = reply.send(state_document(state));
+            // The asker gave up (timed out): do not spend the loop's time on it.
+            if !reply.is_closed() {
+                let _ = reply.send(state_document(state));
+            }
         });
         let stopped = || "the sync loop is not running".to_string();
-        self.queries.blocking_send(query).map_err(|_| stopped())?;
+        match self.queries.try_send(query) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Err("other /debug/state requests are waiting; try again".into());
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(stopped()),
+        }
         answer.blocking_recv().map_err(|_| stopped())
     }
 }
@@ -290,6 +299,20 @@ mod tests {
         assert_eq!(document["kind"], "ProxyState");
         assert_eq!(document["services"].as_array().map(Vec::len), Some(2));
         assert_eq!(document["endpointSlices"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn state_requests_beyond_the_queue_are_turned_away() {
+        let (queries, _loop_side) = mpsc::channel::<StateQuery>(1);
+        let status = status(queries);
+        // Fill the queue without an answering loop: the next request must not wait.
+        let (reply, _answer) = oneshot::channel::<serde_json::Value>();
+        status
+            .queries
+            .try_send(Box::new(move |_| drop(reply)))
+            .expect("room for one");
+        let error = status.state().expect_err("queue full");
+        assert!(error.contains("waiting"), "{error}");
     }
 
     #[test]

@@ -6,17 +6,15 @@
 //! Services and applies one payload with just their chains and the entry-chain rules that changed. Any
 //! failure leaves the kernel state unknown, so the next sync is a full one.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
 use crate::core::model::{ClusterState, NamespacedName, NodeContext};
 use crate::core::parse::declared_chains;
-use crate::core::plan::{
-    ProgrammedPort, ProgrammedRules, jump_rules, plan, plan_by_service, plan_service,
-};
-use crate::core::render::{TransactionWriter, render_service_updates};
+use crate::core::plan::{ProgrammedRules, jump_rules, plan, plan_service};
+use crate::core::render::{plan_full_sync, render_service_updates};
 use crate::core::rules::names::is_service_chain;
 use crate::core::rules::{IpFamily, Protocol, Table};
 use crate::iptables::{Iptables, IptablesError};
@@ -209,18 +207,7 @@ impl FamilySyncer {
         self.tools.ensure_jumps(&jump_rules()).map_err(fail)?;
         // Each Service is rendered as soon as it is planned and only its compact form is kept: the
         // whole ruleset would be about 45 MiB at 5,000 Services.
-        let mut writer = TransactionWriter::new(family, self.transaction_rules);
-        let mut ports = BTreeMap::new();
-        let frame = plan_by_service(state, ctx, family, |service| {
-            writer.add_service(service.iter().map(|(_, rules)| rules));
-            ports.extend(
-                service
-                    .into_iter()
-                    .map(|(name, rules)| (name, ProgrammedPort::from(rules))),
-            );
-        });
-        let mut programmed = ProgrammedRules::from(frame);
-        programmed.services = ports;
+        let (programmed, writer) = plan_full_sync(state, ctx, family, self.transaction_rules);
         let stale = match self.tools.save_table(Table::Nat) {
             Ok(text) => programmed.stale_chains(
                 declared_chains(&text, Table::Nat)

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::core::model::{ClusterState, NamespacedName, NodeContext, ServicePortName};
 use crate::core::rules::names::{KUBE_SERVICES, SERVICE_CHAIN_PREFIXES};
-use crate::core::rules::{Chain, IpFamily, Protocol, Rule, Table};
+use crate::core::rules::{Chain, IpFamily, Rule, Table};
 
 pub use endpoints::{Categorized, EndpointInfo};
 pub use fixed::{JumpRule, jump_rules};
@@ -106,38 +106,6 @@ impl RuleSet {
         self.services
             .values()
             .flat_map(|s| s.chains.iter().map(|c| c.name.as_str()))
-    }
-
-    /// Names of per-service nat chains in `existing` (for example from the node's `iptables-save`) that
-    /// this ruleset does not have: the stale chains a sync deletes.
-    pub fn stale_chains<'a>(&self, existing: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-        stale_chains(self.service_chain_names(), existing)
-    }
-
-    /// Replaces every port of `service` with `ports` (an empty list removes the Service) and returns the
-    /// ports it had before, for rendering the difference.
-    pub fn replace_service(
-        &mut self,
-        service: &NamespacedName,
-        ports: Vec<(ServicePortName, ServiceRules)>,
-    ) -> Vec<(ServicePortName, ServiceRules)> {
-        let first = ServicePortName {
-            service: service.clone(),
-            port: String::new(),
-            protocol: Protocol::Tcp,
-        };
-        let old_names: Vec<ServicePortName> = self
-            .services
-            .range(first..)
-            .take_while(|(name, _)| &name.service == service)
-            .map(|(n, _)| n.clone())
-            .collect();
-        let old = old_names
-            .into_iter()
-            .filter_map(|name| self.services.remove_entry(&name))
-            .collect();
-        self.services.extend(ports);
-        old
     }
 
     /// Number of rules in the rendered ruleset, per table (filter, nat).

@@ -27,14 +27,14 @@ pub use node_dump::render_node_dump;
 pub use partial::{
     PartialRenderError, render_partial, render_service_update, render_service_updates,
 };
-pub use transactions::{TransactionWriter, render_transactions};
+pub use transactions::{TransactionWriter, plan_full_sync, render_transactions};
 
 /// One whole `iptables-restore --noflush` payload: `*filter` then `*nat`.
 pub fn render_full(rules: &RuleSet) -> String {
     render_full_with_stale(rules, &[])
 }
 
-/// [`render_full`], also deleting the `stale` per-service chains (see [`RuleSet::stale_chains`]).
+/// [`render_full`], also deleting the `stale` per-service chains (see [`ProgrammedRules::stale_chains`]).
 pub fn render_full_with_stale(rules: &RuleSet, stale: &[String]) -> String {
     let mut out = String::with_capacity(estimate_size(rules));
     let service_chains = rules.services.values().flat_map(|s| s.chains.iter());

@@ -5,9 +5,37 @@
 //! as it is planned and keep only its compact [`ProgrammedPort`](crate::core::plan::ProgrammedPort):
 //! the whole [`RuleSet`] never has to exist at once.
 
+use std::collections::BTreeMap;
+
 use super::{FixedChains, push_declaration, write_chain_rules, write_entry_tables};
-use crate::core::plan::{ProgrammedRules, RuleSet, ServiceRules};
+use crate::core::model::{ClusterState, NodeContext};
+use crate::core::plan::{ProgrammedPort, ProgrammedRules, RuleSet, ServiceRules, plan_by_service};
 use crate::core::rules::{Chain, IpFamily};
+
+/// Plans a full sync Service by Service: each Service's own chains go into a writer of transactions
+/// of about `max_rules` rules as soon as they are planned, and only their compact form is kept.
+/// Returns what the sync will program and the writer, to [`finish`](TransactionWriter::finish) once
+/// the stale chains are known.
+pub fn plan_full_sync(
+    state: &ClusterState,
+    ctx: &NodeContext,
+    family: IpFamily,
+    max_rules: usize,
+) -> (ProgrammedRules, TransactionWriter) {
+    let mut writer = TransactionWriter::new(family, max_rules);
+    let mut ports = BTreeMap::new();
+    let frame = plan_by_service(state, ctx, family, |service| {
+        writer.add_service(service.iter().map(|(_, rules)| rules));
+        ports.extend(
+            service
+                .into_iter()
+                .map(|(name, rules)| (name, ProgrammedPort::from(rules))),
+        );
+    });
+    let mut programmed = ProgrammedRules::from(frame);
+    programmed.services = ports;
+    (programmed, writer)
+}
 
 /// Renders Services' own chains into transactions of whole Services, each of at most about
 /// `max_rules` rules (a Service larger than that gets a transaction of its own).
@@ -134,11 +162,8 @@ fn with_static_nat_chains(transaction: &str, nat_chains: &[Chain], family: IpFam
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::core::model::NodeContext;
-    use crate::core::plan::{ProgrammedPort, plan, plan_by_service};
+    use crate::core::plan::plan;
     use crate::synthetic;
 
     fn context() -> NodeContext {
@@ -206,19 +231,10 @@ mod tests {
             "both have endpoints"
         );
         let whole = render_transactions(&rules, &stale, 50);
+        let rules_again = rules;
 
-        let mut writer = TransactionWriter::new(IpFamily::V4, 50);
-        let mut ports = BTreeMap::new();
-        let frame = plan_by_service(&state, &ctx, IpFamily::V4, |service| {
-            writer.add_service(service.iter().map(|(_, rules)| rules));
-            ports.extend(
-                service
-                    .into_iter()
-                    .map(|(name, rules)| (name, ProgrammedPort::from(rules))),
-            );
-        });
-        let mut programmed = ProgrammedRules::from(frame);
-        programmed.services = ports;
+        let (programmed, writer) = plan_full_sync(&state, &ctx, IpFamily::V4, 50);
+        assert_eq!(programmed, ProgrammedRules::from(rules_again));
         assert_eq!(writer.finish(&programmed, &stale), whole);
     }
 }

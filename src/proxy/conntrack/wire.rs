@@ -182,7 +182,7 @@ pub(super) fn parse_dump(
             NLMSG_DONE => {
                 // The payload, when present, is the dump's status: 0 or a negative errno.
                 if let Some(status) = i32_at(message.payload) {
-                    match -status {
+                    match status.wrapping_neg() {
                         errno if errno <= 0 => {}
                         EINTR => part.interrupted = true,
                         errno => return Err(AnswerError::Kernel(errno)),
@@ -194,7 +194,7 @@ pub(super) fn parse_dump(
             NLMSG_ERROR => {
                 let status =
                     i32_at(message.payload).ok_or(AnswerError::Malformed("short NLMSG_ERROR"))?;
-                match -status {
+                match status.wrapping_neg() {
                     0 => {}
                     EINTR => part.interrupted = true,
                     errno => return Err(AnswerError::Kernel(errno)),
@@ -220,7 +220,7 @@ pub(super) fn parse_acks(datagram: &[u8]) -> Result<Vec<(u32, i32)>, &'static st
         let message = message?;
         if message.kind == NLMSG_ERROR {
             let status = i32_at(message.payload).ok_or("short NLMSG_ERROR")?;
-            acks.push((message.seq, -status));
+            acks.push((message.seq, status.wrapping_neg()));
         }
     }
     Ok(acks)

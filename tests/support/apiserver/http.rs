@@ -270,8 +270,13 @@ fn list(
         Ok(filter) => filter,
         Err(why) => return bad_request(&why),
     };
-    let (items, rv) = shared.lock().store.list(&filter);
-    let page = match Page::of(params, rv) {
+    let (items, rv, page) = {
+        let state = shared.lock();
+        let (items, rv) = state.store.list(&filter);
+        let page = Page::of(params, |at| state.store.changed_since(def, at));
+        (items, rv, page)
+    };
+    let page = match page {
         Ok(page) => page,
         Err(response) => return *response,
     };
@@ -314,9 +319,13 @@ struct Page {
 
 impl Page {
     /// Reads `limit` and `continue`. A continue token names the resourceVersion of the first page
-    /// and the offset; when anything changed since, the token is too old (410 Expired), as on a real
-    /// API server whose snapshot was compacted, and the client lists again from the start.
-    fn of(params: &HashMap<String, String>, rv: u64) -> Result<Page, Box<Response>> {
+    /// and the offset. When an object of the listed kind changed since (`changed_since`), the token
+    /// is too old (410 Expired), as on a real API server whose snapshot was compacted, and the
+    /// client lists again from the start; changes to other kinds do not matter.
+    fn of(
+        params: &HashMap<String, String>,
+        changed_since: impl Fn(u64) -> bool,
+    ) -> Result<Page, Box<Response>> {
         let limit = match params.get("limit").map(String::as_str) {
             None | Some("") | Some("0") => None,
             Some(text) => match text.parse::<usize>() {
@@ -334,7 +343,7 @@ impl Page {
             None => Err(Box::new(bad_request(&format!(
                 "invalid continue token {token:?}"
             )))),
-            Some((at, _)) if at != rv => Err(Box::new(failure(
+            Some((at, _)) if changed_since(at) => Err(Box::new(failure(
                 410,
                 "Expired",
                 "The provided continue parameter is too old to display a consistent list result. \

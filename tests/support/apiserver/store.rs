@@ -1,6 +1,6 @@
 //! The objects, their resourceVersions, the change history and the open watches.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use axum::body::Bytes;
 use futures::channel::mpsc::UnboundedSender;
@@ -86,6 +86,8 @@ pub struct Store {
     next_watcher: u64,
     next_uid: u64,
     next_generated: u64,
+    /// The resourceVersion of the last change to each kind (group, plural).
+    last_change: HashMap<(&'static str, &'static str), u64>,
 }
 
 /// Why a write was refused.
@@ -108,6 +110,7 @@ impl Store {
             watchers: Vec::new(),
             next_watcher: 1,
             next_uid: 1,
+            last_change: HashMap::new(),
             next_generated: 1,
         }
     }
@@ -368,7 +371,16 @@ impl Store {
         items
     }
 
+    /// Whether an object of kind `def` changed after resourceVersion `rv`.
+    pub fn changed_since(&self, def: &ResourceDef, rv: u64) -> bool {
+        self.last_change
+            .get(&(def.group, def.plural))
+            .is_some_and(|&at| at > rv)
+    }
+
     fn record(&mut self, change: Change) {
+        self.last_change
+            .insert((change.def.group, change.def.plural), change.rv);
         self.watchers
             .retain(|watcher| match event_for(&watcher.filter, &change) {
                 Some(line) => watcher.tx.unbounded_send(line).is_ok(),
