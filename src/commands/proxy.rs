@@ -55,6 +55,10 @@ pub fn run(ctx: &Context, args: &ProxyArgs) -> anyhow::Result<Outcome> {
         runtime.block_on(audit(ctx, args, node_name, backend))?;
         return Ok(Outcome::Clean);
     }
+    tracing::info!(
+        "sysctls (route_localnet, the --conntrack-* settings) are set by `proxy --init-only`, which the \
+         DaemonSet runs as its init container; this process does not change them"
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
