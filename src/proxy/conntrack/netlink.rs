@@ -14,6 +14,8 @@ use crate::core::rules::IpFamily;
 
 /// Large enough for any datagram the kernel sends: dump datagrams are at most 32 KiB.
 const RECEIVE_BUFFER: usize = 64 * 1024;
+/// How long one receive may wait for the kernel's answer.
+const RECEIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// `MSG_TRUNC`: `recv` returns the datagram's real length, so truncation is detected.
 const MSG_TRUNC: i32 = 0x20;
 const EPERM: i32 = 1;
@@ -126,6 +128,10 @@ impl ConntrackSocket {
     pub fn open() -> Result<ConntrackSocket, ConntrackError> {
         let mut socket = Socket::new(NETLINK_NETFILTER).map_err(ConntrackError::Open)?;
         socket.bind_auto().map_err(ConntrackError::Open)?;
+        // The kernel always answers, but a sync must never hang on this socket.
+        socket2::SockRef::from(&socket)
+            .set_read_timeout(Some(RECEIVE_TIMEOUT))
+            .map_err(ConntrackError::Open)?;
         Ok(ConntrackSocket {
             socket,
             seq: 0,
