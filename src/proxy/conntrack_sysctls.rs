@@ -105,17 +105,19 @@ impl fmt::Display for Refused {
             self.path.display(),
             self.error
         )?;
-        if self.error.kind() == io::ErrorKind::ReadOnlyFilesystem {
-            f.write_str(
+        match self.error.kind() {
+            io::ErrorKind::ReadOnlyFilesystem => f.write_str(
                 "It is on a read-only mount in this container; a privileged container gets /sys and \
                  /proc/sys read-write (some container runtimes hand out a read-only /sys while \
                  another host-network container on the node has one; restarting the pod then helps). ",
-            )?;
-        } else {
-            f.write_str(
+            )?,
+            // EACCES/EPERM from a child namespace's read-only entry, EOPNOTSUPP from hashsize
+            // outside the initial namespace.
+            io::ErrorKind::PermissionDenied | io::ErrorKind::Unsupported => f.write_str(
                 "The limit is node-wide: only a privileged process in the host's network namespace \
                  can raise it. ",
-            )?;
+            )?,
+            _ => f.write_str("The kernel did not take the value. ")?,
         }
         let on_node = match setting {
             Setting::Hashsize => {
@@ -217,9 +219,10 @@ impl KernelFiles {
         std::fs::write(self.path(setting), format!("{value}\n"))
     }
 
-    /// Whether the `nf_conntrack` module is loaded (or built in): it then has a `/sys/module` entry.
+    /// Whether the `nf_conntrack` module is loaded (or built in): its sysctls exist, or it has a
+    /// `/sys/module` entry. (A container without `/sys` still sees the sysctls.)
     fn module_present(&self) -> bool {
-        self.sys.join("module/nf_conntrack").is_dir()
+        self.path(Setting::Max).exists() || self.sys.join("module/nf_conntrack").is_dir()
     }
 }
 
@@ -468,6 +471,44 @@ mod tests {
         assert!(
             warning.contains("sysctl -w net.netfilter.nf_conntrack_max=131072"),
             "{warning}"
+        );
+    }
+
+    #[test]
+    fn only_permission_refusals_get_the_node_wide_explanation() {
+        let refused = |kind: io::ErrorKind| {
+            Refused {
+                write: Write {
+                    setting: Setting::Max,
+                    from: Some(65_536),
+                    to: 131_072,
+                },
+                path: PathBuf::from("/proc/sys/net/netfilter/nf_conntrack_max"),
+                error: io::Error::from(kind),
+            }
+            .to_string()
+        };
+        assert!(refused(io::ErrorKind::PermissionDenied).contains("node-wide"));
+        assert!(refused(io::ErrorKind::Unsupported).contains("node-wide"));
+        let invalid = refused(io::ErrorKind::InvalidInput);
+        assert!(!invalid.contains("node-wide"), "{invalid}");
+        assert!(invalid.contains("did not take the value"), "{invalid}");
+    }
+
+    #[test]
+    fn a_missing_hashsize_with_the_sysctls_present_is_not_a_missing_module() {
+        let root = fake_kernel();
+        let files = KernelFiles::under(root.path());
+        put(&files.path(Setting::Max), "262144\n");
+        let hashsize = files.path(Setting::Hashsize);
+        if hashsize.exists() {
+            std::fs::remove_file(&hashsize).expect("remove hashsize");
+        }
+        let _ = std::fs::remove_dir_all(root.path().join("sys/module/nf_conntrack"));
+        let err = files.read(Setting::Hashsize).expect_err("no hashsize");
+        assert!(
+            !matches!(err, ConntrackSysctlError::ModuleNotLoaded { .. }),
+            "{err}"
         );
     }
 
