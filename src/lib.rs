@@ -10,6 +10,7 @@ pub mod commands;
 pub mod core;
 pub mod iptables;
 pub mod kube;
+pub(crate) mod netlink;
 pub mod output;
 pub mod proxy;
 pub mod synthetic;

@@ -5,6 +5,10 @@
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 use thiserror::Error;
 
+use crate::netlink::{
+    Message, NFGENMSG_LEN, NLM_F_ACK, NLM_F_REQUEST, NLMSG_ERROR, attributes, i32_at, messages,
+};
+
 /// The objects kube-proxy's rules reference.
 pub const OBJECTS: [&str; 2] = [
     "ct_state_invalid_dropped_pkts",
@@ -18,13 +22,9 @@ const NFNL_MSG_ACCT_DEL: u16 = 3;
 const NFACCT_NAME: u16 = 1;
 const NFACCT_PKTS: u16 = 2;
 const NFACCT_BYTES: u16 = 3;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
 const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
-const NLMSG_ERROR: u16 = 2;
 const EEXIST: i32 = 17;
-const HEADER: usize = 16;
 
 /// A failed nfacct operation.
 #[derive(Debug, Error)]
@@ -62,26 +62,11 @@ pub struct Counts {
 }
 
 fn request(message: u16, flags: u16, name: &str) -> Vec<u8> {
-    let name_len = name.len() + 1;
-    let attr_len = 4 + name_len;
-    let padded = (attr_len + 3) & !3;
-    let total = HEADER + 4 + padded;
-    let mut buf = Vec::with_capacity(total);
-    buf.extend_from_slice(&(total as u32).to_ne_bytes());
-    buf.extend_from_slice(&((NFNL_SUBSYS_ACCT << 8) | message).to_ne_bytes());
-    buf.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
-    buf.extend_from_slice(&1u32.to_ne_bytes()); // sequence
-    buf.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel assigns ours
-    buf.extend_from_slice(&[0, 0, 0, 0]); // nfgenmsg: AF_UNSPEC, version 0, resource id 0
-    buf.extend_from_slice(&(attr_len as u16).to_ne_bytes());
-    buf.extend_from_slice(&NFACCT_NAME.to_ne_bytes());
-    buf.extend_from_slice(name.as_bytes());
-    buf.resize(total, 0);
-    buf
-}
-
-fn u16_at(buf: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(buf.get(at..at + 2)?.try_into().ok()?))
+    let mut request = Message::new(NFNL_SUBSYS_ACCT, message, NLM_F_REQUEST | flags, 1, 0);
+    let mut value = name.as_bytes().to_vec();
+    value.push(0);
+    request.attribute(NFACCT_NAME, &value);
+    request.finish()
 }
 
 fn exchange(
@@ -98,18 +83,17 @@ fn exchange(
         operation,
         name: name.to_string(),
     };
-    let kind = u16_at(&answer, 4).ok_or_else(malformed)?;
-    if kind == NLMSG_ERROR {
-        let errno = answer
-            .get(HEADER..HEADER + 4)
-            .and_then(|b| b.try_into().ok())
-            .map(i32::from_ne_bytes);
-        return match errno.ok_or_else(malformed)? {
+    let first = messages(&answer)
+        .next()
+        .and_then(Result::ok)
+        .ok_or_else(malformed)?;
+    if first.kind == NLMSG_ERROR {
+        return match i32_at(first.payload).ok_or_else(malformed)? {
             0 => Ok(Vec::new()),
             e => Err(NfacctError::Kernel {
                 operation,
                 name: name.to_string(),
-                errno: -e,
+                errno: e.wrapping_neg(),
             }),
         };
     }
@@ -142,23 +126,20 @@ pub fn counts(name: &str) -> Result<Counts, NfacctError> {
         operation: "read",
         name: name.to_string(),
     };
-    let mut at = HEADER + 4;
+    let payload = messages(&answer)
+        .next()
+        .and_then(Result::ok)
+        .and_then(|m| m.payload.get(NFGENMSG_LEN..))
+        .ok_or_else(malformed)?;
     let (mut packets, mut bytes) = (None, None);
-    while let (Some(len), Some(kind)) = (u16_at(&answer, at), u16_at(&answer, at + 2)) {
-        let len = usize::from(len);
-        if len < 4 {
-            break;
-        }
-        let value = answer
-            .get(at + 4..at + 12)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_be_bytes);
-        match kind & 0x7fff {
+    for attribute in attributes(payload) {
+        let (kind, value) = attribute.map_err(|_| malformed())?;
+        let value = value.try_into().ok().map(u64::from_be_bytes);
+        match kind {
             NFACCT_PKTS => packets = value,
             NFACCT_BYTES => bytes = value,
             _ => {}
         }
-        at += (len + 3) & !3;
     }
     Ok(Counts {
         packets: packets.ok_or_else(malformed)?,
@@ -169,6 +150,7 @@ pub fn counts(name: &str) -> Result<Counts, NfacctError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netlink::u16_at;
 
     #[test]
     fn request_layout() {

@@ -11,25 +11,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::UdpFlow;
 use crate::core::rules::IpFamily;
-
-// linux/netlink.h
-const NLMSG_HDRLEN: usize = 16;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_DUMP_INTR: u16 = 0x10;
-/// `NLM_F_ROOT | NLM_F_MATCH`.
-const NLM_F_DUMP: u16 = 0x300;
-const NLMSG_NOOP: u16 = 1;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLA_HDRLEN: usize = 4;
-const NLA_F_NESTED: u16 = 0x8000;
-const NLA_F_NET_BYTEORDER: u16 = 0x4000;
-const NLA_TYPE_MASK: u16 = !(NLA_F_NESTED | NLA_F_NET_BYTEORDER);
+use crate::netlink::{
+    Message, NFGENMSG_LEN, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NLMSG_DONE,
+    NLMSG_ERROR, NLMSG_NOOP, attributes, i32_at, messages,
+};
 
 // linux/netfilter/nfnetlink.h
-const NFGENMSG_LEN: usize = 4;
-const NFNETLINK_V0: u8 = 0;
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 
 // linux/netfilter/nfnetlink_conntrack.h
@@ -80,7 +67,14 @@ pub(super) fn dump_request(family: IpFamily, seq: u32) -> Vec<u8> {
         IpFamily::V4 => AF_INET,
         IpFamily::V6 => AF_INET6,
     };
-    Message::new(IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, seq, af).finish()
+    Message::new(
+        NFNL_SUBSYS_CTNETLINK,
+        IPCTNL_MSG_CT_GET,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        seq,
+        af,
+    )
+    .finish()
 }
 
 /// The request deleting the UDP entry whose original tuple (and zone) is `flow`'s, acknowledged.
@@ -89,7 +83,13 @@ pub(super) fn delete_request(flow: &UdpFlow, seq: u32) -> Vec<u8> {
         IpAddr::V4(_) => AF_INET,
         IpAddr::V6(_) => AF_INET6,
     };
-    let mut message = Message::new(IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, seq, af);
+    let mut message = Message::new(
+        NFNL_SUBSYS_CTNETLINK,
+        IPCTNL_MSG_CT_DELETE,
+        NLM_F_REQUEST | NLM_F_ACK,
+        seq,
+        af,
+    );
     message.nested(CTA_TUPLE_ORIG, |m| {
         m.nested(CTA_TUPLE_IP, |m| {
             m.address(flow.source.0, CTA_IP_V4_SRC, CTA_IP_V6_SRC);
@@ -108,59 +108,6 @@ pub(super) fn delete_request(flow: &UdpFlow, seq: u32) -> Vec<u8> {
         message.attribute(CTA_ZONE, &zone.to_be_bytes());
     }
     message.finish()
-}
-
-/// One netlink message under construction: header, `nfgenmsg`, attributes.
-struct Message {
-    buf: Vec<u8>,
-}
-
-impl Message {
-    fn new(kind: u16, flags: u16, seq: u32, family: u8) -> Message {
-        let mut buf = Vec::with_capacity(128);
-        buf.extend_from_slice(&0u32.to_ne_bytes()); // length, set by `finish`
-        buf.extend_from_slice(&((NFNL_SUBSYS_CTNETLINK << 8) | kind).to_ne_bytes());
-        buf.extend_from_slice(&flags.to_ne_bytes());
-        buf.extend_from_slice(&seq.to_ne_bytes());
-        buf.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel assigns ours
-        buf.extend_from_slice(&[family, NFNETLINK_V0, 0, 0]); // resource id 0
-        Message { buf }
-    }
-
-    fn attribute(&mut self, kind: u16, value: &[u8]) {
-        let len = NLA_HDRLEN + value.len();
-        self.buf.extend_from_slice(&(len as u16).to_ne_bytes());
-        self.buf.extend_from_slice(&kind.to_ne_bytes());
-        self.buf.extend_from_slice(value);
-        self.buf.resize(align(self.buf.len()), 0);
-    }
-
-    fn address(&mut self, ip: IpAddr, v4_kind: u16, v6_kind: u16) {
-        match ip {
-            IpAddr::V4(ip) => self.attribute(v4_kind, &ip.octets()),
-            IpAddr::V6(ip) => self.attribute(v6_kind, &ip.octets()),
-        }
-    }
-
-    /// A nested attribute holding what `fill` adds; its length covers the padded children.
-    fn nested(&mut self, kind: u16, fill: impl FnOnce(&mut Message)) {
-        let start = self.buf.len();
-        self.buf.extend_from_slice(&[0; NLA_HDRLEN]);
-        fill(self);
-        let len = (self.buf.len() - start) as u16;
-        self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
-        self.buf[start + 2..start + 4].copy_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        let len = self.buf.len() as u32;
-        self.buf[..4].copy_from_slice(&len.to_ne_bytes());
-        self.buf
-    }
-}
-
-fn align(len: usize) -> usize {
-    (len + 3) & !3
 }
 
 /// Reads one datagram of the answer to the dump request `seq`, appending its UDP entries to `flows`
@@ -332,84 +279,6 @@ fn be16(value: &[u8]) -> Result<u16, &'static str> {
         .and_then(|b| b.try_into().ok())
         .map(u16::from_be_bytes)
         .ok_or("short 16-bit attribute")
-}
-
-fn i32_at(buf: &[u8]) -> Option<i32> {
-    Some(i32::from_ne_bytes(buf.get(..4)?.try_into().ok()?))
-}
-
-fn u16_at(buf: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(buf.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(buf: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(buf.get(at..at + 4)?.try_into().ok()?))
-}
-
-/// One message of a datagram.
-struct Netlink<'a> {
-    kind: u16,
-    flags: u16,
-    seq: u32,
-    payload: &'a [u8],
-}
-
-/// The messages of a datagram, in order; a message whose length does not fit ends the walk with an
-/// error.
-fn messages(datagram: &[u8]) -> impl Iterator<Item = Result<Netlink<'_>, &'static str>> {
-    let mut rest = datagram;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let header = (|| {
-            let len = u32_at(rest, 0)? as usize;
-            let message = Netlink {
-                kind: u16_at(rest, 4)?,
-                flags: u16_at(rest, 6)?,
-                seq: u32_at(rest, 8)?,
-                payload: rest.get(NLMSG_HDRLEN..len)?,
-            };
-            Some((len, message))
-        })();
-        match header {
-            Some((len, message)) => {
-                rest = &rest[align(len).min(rest.len())..];
-                Some(Ok(message))
-            }
-            None => {
-                rest = &[];
-                Some(Err("netlink message length does not fit the datagram"))
-            }
-        }
-    })
-}
-
-/// The attributes of `buf` as `(type without flag bits, value)`; an attribute whose length does not
-/// fit ends the walk with an error.
-fn attributes(buf: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8]), &'static str>> {
-    let mut rest = buf;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let attr = (|| {
-            let len = usize::from(u16_at(rest, 0)?);
-            let kind = u16_at(rest, 2)? & NLA_TYPE_MASK;
-            let value = rest.get(NLA_HDRLEN..len)?;
-            Some((len, kind, value))
-        })();
-        match attr {
-            Some((len, kind, value)) => {
-                rest = &rest[align(len).min(rest.len())..];
-                Some(Ok((kind, value)))
-            }
-            None => {
-                rest = &[];
-                Some(Err("netlink attribute length does not fit its message"))
-            }
-        }
-    })
 }
 
 #[cfg(test)]
