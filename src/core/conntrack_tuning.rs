@@ -325,6 +325,18 @@ pub fn count_cpu_list(text: &str) -> Result<u32, CpuListError> {
     Ok(count)
 }
 
+/// The values of a fresh two-CPU kernel, for tests.
+#[cfg(test)]
+pub(crate) const FRESH_TWO_CPU_KERNEL: [(Setting, u64); 7] = [
+    (Setting::Max, 65_536),
+    (Setting::Hashsize, 16_384),
+    (Setting::TcpTimeoutEstablished, 432_000),
+    (Setting::TcpTimeoutCloseWait, 60),
+    (Setting::TcpBeLiberal, 0),
+    (Setting::UdpTimeout, 30),
+    (Setting::UdpTimeoutStream, 120),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,15 +425,7 @@ mod tests {
 
     #[test]
     fn defaults_on_a_fresh_two_cpu_kernel() {
-        let now = [
-            (Setting::Max, 65_536),
-            (Setting::Hashsize, 16_384),
-            (Setting::TcpTimeoutEstablished, 432_000),
-            (Setting::TcpTimeoutCloseWait, 60),
-            (Setting::TcpBeLiberal, 0),
-            (Setting::UdpTimeout, 30),
-            (Setting::UdpTimeoutStream, 120),
-        ];
+        let now = FRESH_TWO_CPU_KERNEL;
         assert_eq!(
             planned(&tuning(), 2, &now),
             vec![

@@ -268,16 +268,7 @@ mod tests {
     fn fake_kernel() -> tempfile::TempDir {
         let root = tempfile::tempdir().expect("temporary directory");
         let files = KernelFiles::under(root.path());
-        let fresh = [
-            (Setting::Max, 65_536),
-            (Setting::Hashsize, 16_384),
-            (Setting::TcpTimeoutEstablished, 432_000),
-            (Setting::TcpTimeoutCloseWait, 60),
-            (Setting::TcpBeLiberal, 0),
-            (Setting::UdpTimeout, 30),
-            (Setting::UdpTimeoutStream, 120),
-        ];
-        for (setting, value) in fresh {
+        for (setting, value) in crate::core::conntrack_tuning::FRESH_TWO_CPU_KERNEL {
             put(&files.path(setting), &format!("{value}\n"));
         }
         put(&root.path().join("sys/devices/system/cpu/online"), "0-1\n");

@@ -166,11 +166,16 @@ impl Conntrack {
 mod tests {
     use super::*;
 
-    fn ip(s: &str) -> IpAddr {
+    pub(super) fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 
-    fn flow(source: (&str, u16), destination: (&str, u16), reply: (&str, u16)) -> UdpFlow {
+    /// A flow without zones, from `(address, port)` pairs.
+    pub(super) fn flow(
+        source: (&str, u16),
+        destination: (&str, u16),
+        reply: (&str, u16),
+    ) -> UdpFlow {
         UdpFlow {
             source: (ip(source.0), source.1),
             destination: (ip(destination.0), destination.1),

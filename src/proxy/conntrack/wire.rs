@@ -285,19 +285,7 @@ fn be16(value: &[u8]) -> Result<u16, &'static str> {
 mod tests {
     use super::*;
 
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    fn flow(source: (&str, u16), destination: (&str, u16), reply: (&str, u16)) -> UdpFlow {
-        UdpFlow {
-            source: (ip(source.0), source.1),
-            destination: (ip(destination.0), destination.1),
-            reply_source: (ip(reply.0), reply.1),
-            zone: None,
-            original_zone: None,
-        }
-    }
+    use crate::proxy::conntrack::tests::{flow, ip};
 
     /// Writes netlink bytes by hand, independently of `Message`: attributes are closed explicitly.
     #[derive(Default)]
